@@ -1,0 +1,141 @@
+"""Steering hooks: add λ·v_l to ``blocks.{l}.hook_resid_post`` at every position."""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from typing import Iterator, Literal, Sequence
+
+import torch
+
+from xsteer.extract import encode
+from xsteer.models import n_layers, resid_post_hook
+from xsteer.vectors import SteeringVectors
+
+__all__ = ["REFERENCE_TEXTS", "relative_size", "residual_norms", "steer", "steering_hooks"]
+
+Scale = Literal["absolute", "relative"]
+
+#: Neutral texts on which the median residual norm per layer is measured.
+REFERENCE_TEXTS = (
+    "The museum opens at nine in the morning and closes at five in the evening.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "She bought three apples and two pears at the market on Saturday.",
+    "Question: What is 12 plus 30? Answer: 42",
+    "The river flows north through the valley before it reaches the sea.",
+    "def add(a, b):\n    return a + b",
+    "In 1969, astronauts landed on the Moon for the first time.",
+    "A triangle has three sides, and its angles add up to 180 degrees.",
+)
+
+_NORMS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[int, float]]" = weakref.WeakKeyDictionary()
+
+
+@torch.inference_mode()
+def residual_norms(model, texts: Sequence[str] | None = None) -> dict[int, float]:
+    """Median ‖h_l‖ over all real tokens of reference texts, per layer; cached per model."""
+    if texts is None and model in _NORMS:
+        return _NORMS[model]
+    texts = list(texts or REFERENCE_TEXTS)
+    enc = encode(model, texts)
+    keep = enc["attention_mask"].bool()
+    norms: dict[int, float] = {}
+
+    def grab(x, hook, layer):
+        norms[layer] = float(x.float().norm(dim=-1)[keep].median())
+        return x
+
+    hooks = [(resid_post_hook(l), lambda x, hook, l=l: grab(x, hook, l)) for l in range(n_layers(model))]
+    with model.hooks(fwd_hooks=hooks):
+        model(enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=enc["position_ids"])
+    if texts == list(REFERENCE_TEXTS):
+        _NORMS[model] = norms
+    return norms
+
+
+def _coefficients(
+    model, vectors: SteeringVectors, layers: Sequence[int], scale: Scale
+) -> dict[int, float]:
+    """Per-layer multiplier of λ: 1 (absolute) or the median residual norm (relative)."""
+    if scale == "absolute":
+        return {l: 1.0 for l in layers}
+    if scale == "relative":
+        norms = residual_norms(model)
+        return {l: norms[l] for l in layers}
+    raise ValueError(f"scale must be 'absolute' or 'relative', not {scale!r}.")
+
+
+def steering_hooks(
+    model,
+    vectors: SteeringVectors,
+    lam: float | torch.Tensor,
+    *,
+    layers: Sequence[int] | None = None,
+    scale: Scale = "absolute",
+) -> list[tuple[str, callable]]:
+    """Forward hooks that add λ·c_l·v_l (c_l from ``scale``); λ a float or one value per batch row."""
+    vectors.check_compatible(model)
+    layers = list(vectors.layers if layers is None else layers)
+    missing = [l for l in layers if l not in vectors.directions]
+    if missing:
+        raise ValueError(f"No steering vector for layers {missing}; available: {vectors.layers}.")
+    coef = _coefficients(model, vectors, layers, scale)
+    lam_t = torch.as_tensor(lam, dtype=torch.float32)
+    if lam_t.ndim > 1:
+        raise ValueError("λ must be a float or a 1-D tensor with one value per batch row.")
+
+    def make(layer: int):
+        base = vectors[layer] * coef[layer]
+
+        def hook(x: torch.Tensor, hook) -> torch.Tensor:
+            v = base.to(device=x.device, dtype=x.dtype)
+            if lam_t.ndim == 0:
+                return x + lam_t.item() * v
+            if lam_t.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"Per-row λ has {lam_t.shape[0]} values but the batch has {x.shape[0]} rows; "
+                    "pass one λ per row."
+                )
+            return x + lam_t.to(device=x.device, dtype=x.dtype)[:, None, None] * v
+
+        return hook
+
+    return [(resid_post_hook(l), make(l)) for l in layers]
+
+
+@contextlib.contextmanager
+def steer(
+    model,
+    vectors: SteeringVectors,
+    lam: float | torch.Tensor,
+    *,
+    layers: Sequence[int] | None = None,
+    scale: Scale = "absolute",
+) -> Iterator[None]:
+    """Context manager: every forward pass inside adds λ·v_l at each chosen layer and position.
+
+    ``scale="absolute"`` adds λ·v (the paper); ``"relative"`` adds λ·m_l·v with m_l the model's
+    median residual norm at layer l, so λ is a fraction of the stream. λ may be a float or a 1-D
+    tensor with one value per batch row. Works under KV-cached generation (each step adds to its
+    new position).
+    """
+    hooks = steering_hooks(model, vectors, lam, layers=layers, scale=scale)
+    if torch.as_tensor(lam).ndim == 0 and float(lam) == 0.0:
+        hooks = []  # λ = 0 leaves the model untouched, bit for bit
+    with model.hooks(fwd_hooks=hooks):
+        yield
+
+
+def relative_size(
+    model,
+    vectors: SteeringVectors,
+    lam: float,
+    *,
+    layers: Sequence[int] | None = None,
+    scale: Scale = "absolute",
+) -> dict[int, float]:
+    """‖λ·c_l·v_l‖ / median‖h_l‖ per layer: how far the steering moves the residual stream."""
+    layers = list(vectors.layers if layers is None else layers)
+    norms = residual_norms(model)
+    coef = _coefficients(model, vectors, layers, scale)
+    return {l: abs(lam) * coef[l] * float(vectors[l].norm()) / norms[l] for l in layers}
