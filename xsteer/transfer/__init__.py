@@ -1,0 +1,66 @@
+"""Moving steering vectors from a parent model into a child of another width and depth: layer maps
+(child layer <- parent layer) and dimension adapters (d_parent -> d_child), fitted on paired anchor
+activations, measured and saved."""
+
+from xsteer.transfer.adapters import (
+    ADAPTERS,
+    DEFAULT_ALPHAS,
+    DimAdapter,
+    IdentityAdapter,
+    ProcrustesAdapter,
+    RandomProjectionAdapter,
+    RidgeAdapter,
+    TruncatePadAdapter,
+    make_adapter,
+)
+from xsteer.transfer.anchors import (
+    anchor_groups,
+    anchor_hash,
+    anchor_texts,
+    collect_anchor_activations,
+)
+from xsteer.transfer.cka import cka_matrix, linear_cka
+from xsteer.transfer.diagnostics import TransferDiagnostics, cosine_to_reference
+from xsteer.transfer.layer_maps import (
+    LAYER_MAPS,
+    CKAMap,
+    ExplicitMap,
+    GreedyMap,
+    LayerMap,
+    ProportionalMap,
+    make_layer_map,
+    monotone_alignment,
+)
+from xsteer.transfer.transfer import ModelInfo, Transfer, resign, sign_agreement
+
+__all__ = [
+    "ADAPTERS",
+    "DEFAULT_ALPHAS",
+    "LAYER_MAPS",
+    "CKAMap",
+    "DimAdapter",
+    "ExplicitMap",
+    "GreedyMap",
+    "IdentityAdapter",
+    "LayerMap",
+    "ModelInfo",
+    "ProcrustesAdapter",
+    "ProportionalMap",
+    "RandomProjectionAdapter",
+    "RidgeAdapter",
+    "Transfer",
+    "TransferDiagnostics",
+    "TruncatePadAdapter",
+    "anchor_groups",
+    "anchor_hash",
+    "anchor_texts",
+    "cka_matrix",
+    "collect_anchor_activations",
+    "cosine_to_reference",
+    "linear_cka",
+    "make_adapter",
+    "make_layer_map",
+    "monotone_alignment",
+    "resign",
+    "sign_agreement",
+]

@@ -1,0 +1,77 @@
+"""Anchor activations: one row per (text, pooling) per layer, paired across models by text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal, Sequence
+
+import torch
+
+from xsteer.extract import collect_activations
+
+__all__ = [
+    "MIN_ANCHORS",
+    "anchor_texts",
+    "anchor_hash",
+    "anchor_groups",
+    "collect_anchor_activations",
+]
+
+MIN_ANCHORS = 2
+Pooling = Literal["last", "mean"]
+
+
+def anchor_texts(texts: Sequence[str]) -> list[str]:
+    """The texts as a list without duplicates (first occurrence kept), checked for use as anchors."""
+    if isinstance(texts, str):
+        raise TypeError(
+            "anchor texts must be a list of strings, not one string; wrap it in a list."
+        )
+    out = list(dict.fromkeys(texts))
+    bad = [t for t in out if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise ValueError(
+            f"anchor texts must be non-empty strings; got {bad[:3]!r}. Drop or fix them."
+        )
+    if len(out) < MIN_ANCHORS:
+        raise ValueError(
+            f"Need at least {MIN_ANCHORS} distinct anchor texts, got {len(out)}; pass a list of varied "
+            "texts (a few hundred recommended: part fits the adapters, the rest scores them), e.g. "
+            "the questions of a task's training split."
+        )
+    return out
+
+
+def anchor_hash(texts: Sequence[str], pooling: Sequence[Pooling]) -> str:
+    """Short content hash of the anchor texts and poolings (for provenance)."""
+    raw = json.dumps({"texts": list(texts), "pooling": list(pooling)}, ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def anchor_groups(n_texts: int, n_poolings: int) -> torch.Tensor:
+    """Text index of every row of :func:`collect_anchor_activations` (rows are pooling-major)."""
+    return torch.arange(n_texts).repeat(n_poolings)
+
+
+def collect_anchor_activations(
+    model,
+    texts: Sequence[str],
+    layers: Sequence[int] | None = None,
+    pooling: Pooling | Sequence[Pooling] = ("last", "mean"),
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[int, torch.Tensor]:
+    """``resid_post`` rows per layer, (n_texts * n_poolings, d_model) float32: all texts pooled the
+    first way, then all texts pooled the next way. Duplicate texts are dropped (see :func:`anchor_texts`)."""
+    pooling = (pooling,) if isinstance(pooling, str) else tuple(pooling)
+    if not pooling:
+        raise ValueError("pooling must name at least one of 'last', 'mean'.")
+    texts = anchor_texts(texts)
+    parts = [
+        collect_activations(
+            model, texts, layers, pooling=p, batch_size=batch_size, progress=progress
+        )
+        for p in pooling
+    ]
+    return {l: torch.cat([part[l] for part in parts]) for l in parts[0]}

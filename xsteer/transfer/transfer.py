@@ -1,0 +1,404 @@
+"""Transfer: a fitted layer map plus one dimension adapter per mapped layer pair, moving parent
+steering vectors into a child model of another width and depth."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from xsteer.models import d_model, n_layers
+from xsteer.transfer import anchors
+from xsteer.transfer.adapters import DimAdapter, make_adapter
+from xsteer.transfer.anchors import MIN_ANCHORS, Pooling
+from xsteer.transfer.layer_maps import LayerMap, make_layer_map
+from xsteer.vectors import SteeringVectors
+
+__all__ = ["ModelInfo", "Transfer", "resign", "sign_agreement"]
+
+Acts = Mapping[int, torch.Tensor]
+_FORMAT = "xsteer.transfer"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Name, width and depth of a model, as recorded with a fitted transfer."""
+
+    name: str
+    d_model: int
+    n_layers: int
+
+    @classmethod
+    def from_model(cls, model) -> ModelInfo:
+        """Info of a TransformerLens bridge."""
+        return cls(str(model.cfg.model_name), d_model(model), n_layers(model))
+
+    def __str__(self) -> str:
+        return f"{self.name!r} (width {self.d_model}, {self.n_layers} layers)"
+
+
+def sign_agreement(v: torch.Tensor, child_pos: torch.Tensor, child_neg: torch.Tensor) -> float:
+    """Share of pairs whose positive row projects higher on ``v`` than its negative row."""
+    return float((((child_pos - child_neg).double() @ v.double()) > 0).double().mean())
+
+
+def resign(v: torch.Tensor, child_pos: torch.Tensor, child_neg: torch.Tensor) -> torch.Tensor:
+    """``v`` or ``-v``, whichever has the positive side projecting higher on most pairs (ties: on average)."""
+    margin = (child_pos - child_neg).double() @ v.double()
+    agree = float((margin > 0).double().mean())
+    flip = agree < 0.5 or (agree == 0.5 and float(margin.mean()) < 0)
+    return -v if flip else v
+
+
+def _acts_hash(parent_acts: Acts, child_acts: Acts) -> str:
+    h = hashlib.sha256()
+    for acts in (parent_acts, child_acts):
+        for l in sorted(acts):
+            h.update(str(l).encode())
+            h.update(torch.as_tensor(acts[l]).to(torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _check_acts(acts: Acts, info: ModelInfo, who: str) -> int:
+    """Row count of ``acts`` after checking layers and widths against ``info``."""
+    if not acts:
+        raise ValueError(f"No {who} activations given; pass layer -> (n_anchors, d_model) tensors.")
+    rows = set()
+    for l, x in acts.items():
+        if not 0 <= int(l) < info.n_layers:
+            raise ValueError(
+                f"{who} activations have layer {l}, outside {info} (0..{info.n_layers - 1}); check the info."
+            )
+        if x.ndim != 2 or x.shape[1] != info.d_model:
+            raise ValueError(
+                f"{who} activations at layer {l} have shape {tuple(x.shape)}; expected "
+                f"(n_anchors, {info.d_model}) for {info}."
+            )
+        rows.add(int(x.shape[0]))
+    if len(rows) != 1:
+        raise ValueError(
+            f"{who} activations have different row counts across layers: {sorted(rows)}."
+        )
+    return rows.pop()
+
+
+def _base(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+
+
+def _with(base: Path, suffix: str) -> Path:
+    return base.with_name(base.name + suffix)
+
+
+class Transfer:
+    """Layer map + per-pair dimension adapters between one parent and one child model.
+
+    ``layer_map``: 'greedy' (the paper), 'proportional', 'cka', a child -> parent dict, or a LayerMap.
+    ``adapter``: 'ridge' (default), 'procrustes', 'identity', the controls 'truncate_pad' /
+    'random_projection', or a DimAdapter used as a template (cloned for every layer pair).
+
+    Fitted: ``layer_map_``, ``adapters_`` (child layer -> fitted DimAdapter), ``parent_`` /
+    ``child_`` (ModelInfo), ``anchor_hash_``, ``n_anchors_`` (anchor rows: texts x poolings).
+    """
+
+    def __init__(
+        self,
+        layer_map: str | Mapping[int, int] | LayerMap = "greedy",
+        adapter: str | DimAdapter = "ridge",
+    ):
+        self.layer_map = make_layer_map(layer_map)
+        self.adapter = make_adapter(adapter)
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(
+        self,
+        parent,
+        child,
+        anchor_texts: Sequence[str],
+        *,
+        pooling: Pooling | Sequence[Pooling] = ("last", "mean"),
+        batch_size: int = 16,
+        progress: bool = True,
+    ) -> Transfer:
+        """Collect anchor activations of both models (every layer), then :meth:`fit_activations`."""
+        texts = anchors.anchor_texts(anchor_texts)
+        pooling = (pooling,) if isinstance(pooling, str) else tuple(pooling)
+        acts = [
+            anchors.collect_anchor_activations(m, texts, None, pooling, batch_size, progress)
+            for m in (parent, child)
+        ]
+        return self.fit_activations(
+            acts[0],
+            acts[1],
+            ModelInfo.from_model(parent),
+            ModelInfo.from_model(child),
+            groups=anchors.anchor_groups(len(texts), len(pooling)),
+            anchor_hash=anchors.anchor_hash(texts, pooling),
+        )
+
+    def fit_activations(
+        self,
+        parent_acts: Acts,
+        child_acts: Acts,
+        parent_info: ModelInfo,
+        child_info: ModelInfo,
+        *,
+        groups: Sequence[int] | torch.Tensor | None = None,
+        anchor_hash: str | None = None,
+    ) -> Transfer:
+        """Fit from precomputed paired anchor activations (layer -> (n_anchors, width), same rows in
+        both); ``groups`` labels rows of one text so they are held out together."""
+        n_p = _check_acts(parent_acts, parent_info, "parent")
+        n_c = _check_acts(child_acts, child_info, "child")
+        if n_p != n_c:
+            raise ValueError(
+                f"parent activations have {n_p} rows but child activations {n_c}; rows must be the "
+                "same anchor texts in the same order."
+            )
+        if n_p < MIN_ANCHORS:
+            raise ValueError(
+                f"Need at least {MIN_ANCHORS} anchor rows, got {n_p}; collect activations of more "
+                "anchor texts (a few hundred recommended)."
+            )
+        groups = None if groups is None else np.asarray(groups)
+        layer_map = copy.deepcopy(self.layer_map).fit(
+            parent_info.n_layers, child_info.n_layers, parent_acts, child_acts
+        )
+        adapters = {}
+        for c, p in layer_map.mapping_.items():
+            for who, layer, acts in (("parent", p, parent_acts), ("child", c, child_acts)):
+                if layer not in acts:
+                    raise ValueError(
+                        f"The layer map pairs child layer {c} with parent layer {p}, but there are no "
+                        f"{who} activations at layer {layer}; collect all layers (layers=None)."
+                    )
+            adapters[c] = self.adapter.clone().fit(parent_acts[p], child_acts[c], groups)
+        self.layer_map_ = layer_map
+        self.adapters_ = adapters
+        self.parent_, self.child_ = parent_info, child_info
+        self.anchor_hash_ = anchor_hash or _acts_hash(parent_acts, child_acts)
+        self.n_anchors_ = n_p
+        return self
+
+    # ------------------------------------------------------------------ use
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "adapters_"):
+            raise RuntimeError(
+                "This Transfer is not fitted; call .fit(parent, child, anchor_texts) or .load(path)."
+            )
+
+    @property
+    def method(self) -> str:
+        """Method label given to transferred vectors."""
+        return f"transfer:{self.layer_map.name}+{self.adapter.name}"
+
+    @property
+    def r2_(self) -> dict[int, float]:
+        """Held-out R² of the adapter of every mapped child layer."""
+        self._check_fitted()
+        return {c: float(a.score_) for c, a in self.adapters_.items()}
+
+    def _check_parent(self, vectors: SteeringVectors) -> None:
+        got = ModelInfo(vectors.model_name, vectors.d_model, vectors.n_layers)
+        if got != self.parent_:
+            raise ValueError(
+                f"These vectors come from {got}, but this Transfer was fitted for parent {self.parent_} "
+                f"-> child {self.child_}. Fix: fit a Transfer on the vectors' model "
+                "(Transfer(...).fit(parent, child, anchor_texts)) or load the transfer saved for that pair."
+            )
+
+    def apply(
+        self,
+        parent_vectors: SteeringVectors,
+        child_pairs_acts: tuple[Acts, Acts] | None = None,
+    ) -> SteeringVectors:
+        """Child-space unit vectors at every mapped child layer whose parent layer has a vector.
+
+        With ``child_pairs_acts`` = (positive, negative) child activations of the contrast pairs
+        (layer -> (n_pairs, d_child), e.g. from collect_activations), each vector is re-signed so the
+        positive side projects higher, and its sign agreement is recorded.
+        """
+        self._check_fitted()
+        self._check_parent(parent_vectors)
+        pos, neg = child_pairs_acts if child_pairs_acts is not None else ({}, {})
+        directions, agreement, pairs = {}, {}, {}
+        for c, p in self.layer_map_.mapping_.items():
+            if p not in parent_vectors.directions:
+                continue
+            v = self.adapters_[c].transform(parent_vectors[p])
+            norm = float(v.norm())
+            if not np.isfinite(norm) or norm < 1e-12:
+                raise ValueError(
+                    f"The {self.adapter.name} adapter maps the parent layer-{p} vector to a zero vector at "
+                    f"child layer {c}; use another adapter (e.g. 'ridge')."
+                )
+            v = v / norm
+            if c in pos and c in neg:
+                for x in (pos[c], neg[c]):
+                    if x.ndim != 2 or x.shape[1] != self.child_.d_model:
+                        raise ValueError(
+                            f"child_pairs_acts at layer {c} have shape {tuple(x.shape)}; expected "
+                            f"(n_pairs, {self.child_.d_model}) activations of {self.child_}."
+                        )
+                v = resign(v, pos[c], neg[c])
+                agreement[c] = sign_agreement(v, pos[c], neg[c])
+            directions[c] = v
+            pairs[c] = p
+        if not directions:
+            raise ValueError(
+                f"None of the parent layers of these vectors ({parent_vectors.layers}) is mapped; this "
+                f"transfer uses parent layers {sorted(self.layer_map_.inverse())}. Fix: extract vectors "
+                "at those layers or fit another layer map."
+            )
+        return SteeringVectors(
+            directions=directions,
+            model_name=self.child_.name,
+            d_model=self.child_.d_model,
+            n_layers=self.child_.n_layers,
+            method=self.method,
+            seed=parent_vectors.seed,
+            data_hash=parent_vectors.data_hash,
+            sign_agreement=agreement,
+            provenance=self._provenance(parent_vectors, pairs),
+        )
+
+    def _provenance(self, parent_vectors: SteeringVectors, pairs: dict[int, int]) -> dict[str, Any]:
+        layer_map = {k: v for k, v in self.layer_map_.to_dict().items() if k != "similarity"}
+        out: dict[str, Any] = {
+            "layer_map": layer_map,
+            "adapter": {
+                "name": self.adapter.name,
+                "params": self.adapter.get_params(),
+                "is_control": self.adapter.is_control,
+            },
+            "layer_pairs": {str(c): p for c, p in pairs.items()},
+            "r2": {str(c): float(self.adapters_[c].score_) for c in pairs},
+            "anchor_hash": self.anchor_hash_,
+            "n_anchors": self.n_anchors_,
+            "parent": {
+                "model_name": parent_vectors.model_name,
+                "d_model": parent_vectors.d_model,
+                "n_layers": parent_vectors.n_layers,
+                "method": parent_vectors.method,
+                "seed": parent_vectors.seed,
+                "data_hash": parent_vectors.data_hash,
+            },
+        }
+        if all(hasattr(self.adapters_[c], "alpha_") for c in pairs):
+            out["alpha"] = {str(c): float(self.adapters_[c].alpha_) for c in pairs}
+        return out
+
+    def apply_to_differences(self, parent_diffs: Acts) -> dict[int, torch.Tensor]:
+        """Map parent pair differences (parent layer -> (n, d_parent)) to child layers (n, d_child),
+        to extract vectors in child space afterwards."""
+        self._check_fitted()
+        out = {}
+        for c, p in self.layer_map_.mapping_.items():
+            if p in parent_diffs:
+                x = torch.as_tensor(parent_diffs[p])
+                if x.ndim != 2 or x.shape[1] != self.parent_.d_model:
+                    raise ValueError(
+                        f"Differences at parent layer {p} have shape {tuple(x.shape)}; expected "
+                        f"(n, {self.parent_.d_model}) from {self.parent_}."
+                    )
+                out[c] = self.adapters_[c].transform(x)
+        if not out:
+            raise ValueError(
+                f"None of the given parent layers ({sorted(parent_diffs)}) is mapped; this transfer uses "
+                f"parent layers {sorted(self.layer_map_.inverse())}."
+            )
+        return out
+
+    # ------------------------------------------------------------------ storage
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path.safetensors`` (adapter tensors ``layer.{child}.{name}``) and ``path.json``;
+        return the ``.safetensors`` path."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        base = _base(path)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            f"layer.{c}.{k}": t.contiguous()
+            for c, a in self.adapters_.items()
+            for k, t in a.tensors().items()
+        }
+        meta = {
+            "format": _FORMAT,
+            "layer_map": self.layer_map_.to_dict(),
+            "adapter": self.adapter.to_dict(),
+            "adapters": {str(c): a.to_dict() for c, a in self.adapters_.items()},
+            "parent": asdict(self.parent_),
+            "child": asdict(self.child_),
+            "anchor_hash": self.anchor_hash_,
+            "n_anchors": self.n_anchors_,
+        }
+        save_file(tensors, str(_with(base, ".safetensors")))
+        _with(base, ".json").write_text(json.dumps(meta, indent=2))
+        return _with(base, ".safetensors")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Transfer:
+        """Read a transfer written by :meth:`save`."""
+        from safetensors.torch import load_file
+
+        base = _base(path)
+        tensor_file, json_file = _with(base, ".safetensors"), _with(base, ".json")
+        for file in (tensor_file, json_file):
+            if not file.is_file():
+                raise FileNotFoundError(
+                    f"{file} does not exist; a transfer is stored as {tensor_file.name} + {json_file.name} "
+                    "(written by Transfer.save). Check the path."
+                )
+        meta = json.loads(json_file.read_text())
+        if meta.get("format") != _FORMAT:
+            raise ValueError(
+                f"{json_file} is not a saved Transfer (format {meta.get('format')!r})."
+            )
+        tensors = load_file(str(tensor_file))
+        layer_map = LayerMap.from_dict(meta["layer_map"])
+        template = {k: meta["layer_map"][k] for k in ("name", "params")}
+        obj = cls(
+            LayerMap.from_dict(template), DimAdapter.from_dict({**meta["adapter"], "fitted": {}})
+        )
+        obj.layer_map_ = layer_map
+        obj.parent_, obj.child_ = ModelInfo(**meta["parent"]), ModelInfo(**meta["child"])
+        obj.anchor_hash_, obj.n_anchors_ = meta["anchor_hash"], meta["n_anchors"]
+        if sorted(int(c) for c in meta["adapters"]) != sorted(layer_map.mapping_):
+            raise ValueError(
+                f"{json_file.name} is inconsistent (adapters vs layer map); re-fit and re-save."
+            )
+        obj.adapters_ = {}
+        for c, data in meta["adapters"].items():
+            prefix = f"layer.{c}."
+            own = {k[len(prefix) :]: t for k, t in tensors.items() if k.startswith(prefix)}
+            adapter = DimAdapter.from_dict(data, own)
+            expected = (obj.parent_.d_model, obj.child_.d_model)
+            if getattr(adapter, "W_", torch.empty(0)).shape != expected:
+                raise ValueError(
+                    f"{tensor_file.name} lacks a {expected} map for child layer {c}; the pair of files "
+                    "is inconsistent. Re-fit and re-save the transfer."
+                )
+            obj.adapters_[int(c)] = adapter
+        obj.adapters_ = dict(sorted(obj.adapters_.items()))
+        return obj
+
+    def __repr__(self) -> str:
+        head = f"Transfer(layer_map={self.layer_map!r}, adapter={self.adapter!r})"
+        if not hasattr(self, "adapters_"):
+            return head
+        r2 = ", ".join(f"{c}: {s:.3f}" for c, s in self.r2_.items())
+        return (
+            f"{head}\n  fitted {self.parent_} -> {self.child_} on {self.n_anchors_} anchor rows"
+            f"\n  {self.layer_map_!r}\n  held-out R2 per child layer {{{r2}}}"
+        )
