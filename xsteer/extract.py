@@ -14,7 +14,15 @@ from xsteer.contrast import ContrastPair, pairs_hash
 from xsteer.models import d_model, n_layers, resid_post_hook
 from xsteer.vectors import SteeringVectors
 
-__all__ = ["METHODS", "collect_activations", "encode", "extract_vectors", "split_pairs"]
+__all__ = [
+    "METHODS",
+    "collect_activations",
+    "encode",
+    "extract_vectors",
+    "random_vectors",
+    "run_trunk",
+    "split_pairs",
+]
 
 METHODS = ("pca", "mean_diff", "random")
 
@@ -43,6 +51,28 @@ def encode(model, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         "attention_mask": mask.to(device),
         "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(device),
     }
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the last needed layer has run."""
+
+
+def run_trunk(model, enc: dict[str, torch.Tensor], hooks: list, stop_after: int) -> None:
+    """Run the transformer blocks (no unembedding) with ``hooks``, stopping after block ``stop_after``.
+
+    Activation reads need no logits, and for large vocabularies the unembedding is a big share of
+    the cost (Gemma-3: 262k x 640).
+    """
+
+    def stop(x, hook):
+        raise _Stop
+
+    trunk = model.original_model.base_model
+    with model.hooks(fwd_hooks=hooks + [(resid_post_hook(stop_after), stop)]):
+        try:
+            trunk(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=enc["position_ids"])
+        except _Stop:
+            pass
 
 
 @torch.inference_mode()
@@ -85,8 +115,7 @@ def collect_activations(
             return x
 
         hooks = [(resid_post_hook(l), lambda x, hook, l=l: grab(x, hook, l)) for l in layers]
-        with model.hooks(fwd_hooks=hooks):
-            model(enc["input_ids"], attention_mask=mask, position_ids=enc["position_ids"])
+        run_trunk(model, enc, hooks, stop_after=layers[-1])
         for l in layers:
             out[l][torch.as_tensor(idx)] = store[l]
     for l in layers:
@@ -102,6 +131,23 @@ def _explained(diffs: np.ndarray, v: np.ndarray) -> float:
     """Share of the variance of the (recentred) differences that lies along unit ``v``."""
     total = float((diffs**2).sum())
     return float(((diffs @ v) ** 2).sum() / total) if total > 0 else float("nan")
+
+
+def _random_unit(d: int, seed: int, layer: int) -> np.ndarray:
+    v = np.random.default_rng([seed, layer]).standard_normal(d)
+    return v / np.linalg.norm(v)
+
+
+def random_vectors(like: SteeringVectors, seed: int) -> SteeringVectors:
+    """Seeded random unit directions at the layers of ``like`` (the random-direction control)."""
+    return SteeringVectors(
+        directions={l: torch.from_numpy(_random_unit(like.d_model, seed, l)).float() for l in like.layers},
+        model_name=like.model_name,
+        d_model=like.d_model,
+        n_layers=like.n_layers,
+        method="random",
+        seed=seed,
+    )
 
 
 def split_pairs(n: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,7 +207,7 @@ def extract_vectors(
         elif method == "mean_diff":
             v = fit.mean(0)
         else:
-            v = np.random.default_rng([seed, l]).standard_normal(a.shape[1])
+            v = _random_unit(a.shape[1], seed, l)
         v = v / np.linalg.norm(v)
         if np.mean(fit @ v > 0) < 0.5:  # RepE's label vote fixes the sign
             v = -v

@@ -8,7 +8,7 @@ from typing import Iterator, Literal, Sequence
 
 import torch
 
-from xsteer.extract import encode
+from xsteer.extract import encode, run_trunk
 from xsteer.models import n_layers, resid_post_hook
 from xsteer.vectors import SteeringVectors
 
@@ -45,9 +45,8 @@ def residual_norms(model, texts: Sequence[str] | None = None) -> dict[int, float
         norms[layer] = float(x.float().norm(dim=-1)[keep].median())
         return x
 
-    hooks = [(resid_post_hook(l), lambda x, hook, l=l: grab(x, hook, l)) for l in range(n_layers(model))]
-    with model.hooks(fwd_hooks=hooks):
-        model(enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=enc["position_ids"])
+    layers = range(n_layers(model))
+    run_trunk(model, enc, [(resid_post_hook(l), lambda x, hook, l=l: grab(x, hook, l)) for l in layers], layers[-1])
     if texts == list(REFERENCE_TEXTS):
         _NORMS[model] = norms
     return norms
