@@ -4,6 +4,9 @@ Problems are one-step sums, differences and small products ("What is 37 + 45?") 
 two-step word problems with small numbers, easy enough that a ~100M-parameter instruct model solves
 some of them. A seeded stream of distinct questions fills ``train``, then ``validation``, then
 ``test``, so the splits are disjoint and fixed by the seed.
+
+``mode="loglik"`` turns each problem into a four-way multiple choice (the answer and three seeded
+near-miss numbers), scored by continuation log-likelihood: the cheap offline demo task.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import random
 from typing import Callable
 
 from .base import Example
-from .gsm8k import NumericTask, answer_line
+from .gsm8k import NumericTask, answer_line, wrong_number
 
 __all__ = ["Arith"]
 
@@ -86,6 +89,7 @@ class Arith(NumericTask):
     name = "arith"
     uses_data = False
     max_new_tokens = 128
+    modes = ("generate", "loglik")
 
     def __init__(
         self,
@@ -123,8 +127,48 @@ class Arith(NumericTask):
             raise ValueError(
                 f"Could not generate {total} distinct arith problems; ask for smaller splits."
             )
+        if (mode or self.modes[0]) == "loglik":
+            examples = [_as_choice(ex, rng) for ex in examples]
         splits, start = {}, 0
         for split, size in sizes.items():
             splits[split] = examples[start : start + size]
             start += size
         super().__init__(splits, k_shot=k_shot, seed=seed, mode=mode)
+        if self.mode == "loglik":
+            self.instruction, self.max_new_tokens = "", 0
+
+    def question_text(self, example: Example) -> str:
+        return example.question
+
+    def target(self, example: Example) -> str:
+        if self.mode == "loglik":
+            return dict(example.choices)[example.answer]
+        return super().target(example)
+
+    def corrupt(self, example: Example, rng: random.Random) -> str:
+        if self.mode == "loglik":
+            return rng.choice([text for label, text in example.choices if label != example.answer])
+        return super().corrupt(example, rng)
+
+    def is_correct(self, prediction: str | None, example: Example) -> bool:
+        if self.mode == "loglik":
+            return prediction == example.answer
+        return super().is_correct(prediction, example)
+
+
+def _as_choice(example: Example, rng: random.Random) -> Example:
+    """The example as a four-way choice: its answer and three distinct wrong numbers, shuffled."""
+    options = {example.answer}
+    while len(options) < 4:
+        options.add(wrong_number(example.answer, rng))
+    texts = sorted(options)
+    rng.shuffle(texts)
+    labels = "ABCD"
+    return Example(
+        id=example.id,
+        question=example.question,
+        answer=labels[texts.index(example.answer)],
+        solution=example.solution,
+        choices=tuple(zip(labels, texts)),
+        meta={"number": example.answer},
+    )

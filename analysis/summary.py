@@ -1,0 +1,201 @@
+"""Test-split numbers behind the gains figure and the results table, computed from the per-item
+correctness stored in ``TransferResult``s: accuracies with bootstrap CIs, paired deltas, exact
+McNemar tests (Holm-adjusted across the table's primary claims) and the spread of the random
+controls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from xsteer.results import ConditionResult, TransferResult
+from xsteer.stats import (
+    Estimate,
+    McNemar,
+    accuracy_ci,
+    holm,
+    mcnemar_exact,
+    paired_bootstrap_delta,
+)
+
+__all__ = [
+    "Gain",
+    "RunSummary",
+    "Spread",
+    "baseline_test_correct",
+    "condition_label",
+    "conditions_of",
+    "run_labels",
+    "spread",
+    "summarise",
+]
+
+#: Fewest random directions for which the random band is the 2.5–97.5% range (else min–max).
+MIN_FOR_QUANTILES = 40
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How a statistic varies across ``k`` random directions: mean and a ``low``..``high`` range."""
+
+    mean: float
+    low: float
+    high: float
+    k: int
+    method: str  # "2.5–97.5%" or "min–max"
+
+
+def spread(values: ArrayLike) -> Spread:
+    """Mean and range of ``values``: the 2.5–97.5% quantiles from ``MIN_FOR_QUANTILES`` values on,
+    min–max below that."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"spread needs a flat, non-empty list of values, got shape {x.shape}.")
+    if x.size >= MIN_FOR_QUANTILES:
+        low, high = np.quantile(x, [0.025, 0.975])
+        method = "2.5–97.5%"
+    else:
+        low, high = x.min(), x.max()
+        method = "min–max"
+    return Spread(float(x.mean()), float(low), float(high), int(x.size), method)
+
+
+@dataclass(frozen=True)
+class Gain:
+    """A condition's test accuracy and its paired difference from the baseline on the same items.
+
+    ``p_holm`` is the McNemar p-value Holm-adjusted across the primary claims summarised together
+    (every λ* and ITS test of the summarised conditions); NaN for controls outside that family.
+    """
+
+    accuracy: Estimate
+    delta: Estimate
+    mcnemar: McNemar
+    p_holm: float = float("nan")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One steering condition of one transfer run on the test split, with its controls."""
+
+    parent: str
+    child: str
+    task: str
+    condition: str
+    baseline: Estimate
+    lambda_star: float | None
+    at_lambda_star: Gain | None  # None when no λ* was selected
+    its: Gain | None  # None when no ITS vote was run
+    random_its: Spread | None  # ITS accuracy across random directions
+    random_its_delta: Spread | None  # ITS accuracy minus baseline across random directions
+    self_consistency: Gain | None  # not in the Holm family
+
+    @property
+    def label(self) -> str:
+        """``parent → child`` (plus the condition name when it is not the plain steered vector)."""
+        base = f"{self.parent} → {self.child}"
+        return base if self.condition == "steered" else f"{base} [{self.condition}]"
+
+
+def run_labels(result: TransferResult) -> tuple[str, str, str]:
+    """``(parent, child, task)`` from a result's config."""
+    missing = [k for k in ("parent", "child", "task") if k not in result.config]
+    if missing:
+        raise ValueError(
+            f"TransferResult.config lacks {missing}; results made by xsteer.pipeline carry them, "
+            "add them by hand (result.config['parent'] = ...) for hand-built results."
+        )
+    return tuple(str(result.config[k]) for k in ("parent", "child", "task"))
+
+
+def conditions_of(result: TransferResult, kind: str) -> list[ConditionResult]:
+    """The result's conditions of one kind, in stored order."""
+    return [c for c in result.conditions.values() if c.kind == kind]
+
+
+def condition_label(result: TransferResult, cond: ConditionResult) -> str:
+    """The condition's name, or its kind alone when it is the only condition of that kind."""
+    return cond.kind if len(conditions_of(result, cond.kind)) == 1 else cond.name
+
+
+def baseline_test_correct(result: TransferResult) -> list[bool]:
+    """Per-item baseline correctness on the test split."""
+    if not result.baseline.get("test"):
+        parent, child, _ = run_labels(result)
+        raise ValueError(
+            f"Result {parent} → {child} has no test-split baseline; evaluate the test split "
+            "(λ = 0) before summarising it."
+        )
+    return result.baseline["test"]
+
+
+def summarise(
+    results: Sequence[TransferResult],
+    *,
+    kinds: Sequence[str] = ("steered",),
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> list[RunSummary]:
+    """One ``RunSummary`` per condition of the given kinds in each result, test split.
+
+    McNemar p-values of every λ* and ITS comparison summarised here form one Holm family.
+    """
+    if not results:
+        raise ValueError("No results given; pass a list of TransferResult (TransferResult.load).")
+    boot = dict(n_boot=n_boot, seed=seed)
+    rows = []
+    for result in results:
+        parent, child, task = run_labels(result)
+        base = baseline_test_correct(result)
+        chosen = [c for kind in kinds for c in conditions_of(result, kind)]
+        if not chosen:
+            raise ValueError(
+                f"Result {parent} → {child} has no condition of kind {list(kinds)}; its conditions "
+                f"are {sorted({c.kind for c in result.conditions.values()})}. Pass kinds=... "
+                "accordingly."
+            )
+        randoms = [c.its_correct for c in conditions_of(result, "random") if c.its_correct]
+        rand_acc = spread([np.mean(c) for c in randoms]) if randoms else None
+        rand_delta = spread([np.mean(c) - np.mean(base) for c in randoms]) if randoms else None
+        sc = [c.its_correct for c in conditions_of(result, "self_consistency") if c.its_correct]
+        sc_gain = _gain(base, sc[0], boot) if sc else None
+        for cond in chosen:
+            star = _gain(base, cond.at_lambda_star(), boot) if cond.lambda_star is not None else None
+            its = _gain(base, cond.its_correct, boot) if cond.its_correct else None
+            rows.append(
+                dict(
+                    parent=parent,
+                    child=child,
+                    task=task,
+                    condition=condition_label(result, cond),
+                    baseline=accuracy_ci(base, **boot),
+                    lambda_star=cond.lambda_star,
+                    at_lambda_star=star,
+                    its=its,
+                    random_its=rand_acc,
+                    random_its_delta=rand_delta,
+                    self_consistency=sc_gain,
+                )
+            )
+    family = {
+        (i, key): row[key].mcnemar.p_value
+        for i, row in enumerate(rows)
+        for key in ("at_lambda_star", "its")
+        if row[key] is not None
+    }
+    adjusted = holm(family) if family else {}
+    for (i, key), p in adjusted.items():
+        g = rows[i][key]
+        rows[i][key] = Gain(g.accuracy, g.delta, g.mcnemar, p)
+    return [RunSummary(**row) for row in rows]
+
+
+def _gain(base: Sequence[bool], correct: Sequence[bool], boot: dict) -> Gain:
+    return Gain(
+        accuracy=accuracy_ci(correct, **boot),
+        delta=paired_bootstrap_delta(base, correct, **boot),
+        mcnemar=mcnemar_exact(base, correct),
+    )
