@@ -15,6 +15,7 @@ from analysis.robustness import (
     results_table,
     write_results_table,
 )
+from analysis.run_figures import write_run_figures
 from analysis.similarity import (
     DifferenceCKA,
     ProjectionAgreement,
@@ -52,4 +53,5 @@ __all__ = [
     "to_latex",
     "to_markdown",
     "write_results_table",
+    "write_run_figures",
 ]

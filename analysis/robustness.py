@@ -248,7 +248,14 @@ def gains_figure(
         bar = _random_bars(x, rows)
         fig.add_traces([bar, _bar_labels(bar)])
     fig.add_hline(y=0, line=dict(color="black", width=1))
-    ends = [y for t in fig.data if isinstance(t, go.Scatter) for y in t.y if not math.isnan(y)]
+    ends = [  # both whisker ends of every bar, so no interval is cut off
+        end
+        for t in fig.data
+        if isinstance(t, go.Bar)
+        for y, up, down in zip(t.y, t.error_y.array, t.error_y.arrayminus)
+        for end in (y + up, y - down)
+        if not math.isnan(end)
+    ]
     low, high = min([*ends, 0.0]), max([*ends, 0.0])
     pad = 0.12 * (high - low or 1.0)
     fig.update_yaxes(range=[low - pad, high + pad])  # room for the p labels beyond the whiskers

@@ -54,7 +54,7 @@ def math_task(data_dir):
 
 @pytest.fixture(scope="module")
 def arith():
-    return load_task("arith")
+    return load_task("arith", mode="generate")
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +325,7 @@ def test_arith_problems_are_correct_and_splits_disjoint(arith):
     qs = [{e.question for e in arith.split(s)} for s in ("train", "validation", "test")]
     assert [len(q) for q in qs] == [1000, 200, 500]
     assert not (qs[0] & qs[1] or qs[0] & qs[2] or qs[1] & qs[2])
-    again, other = load_task("arith"), load_task("arith", seed=1, n_test=10)
+    again, other = load_task("arith", mode="generate"), load_task("arith", mode="generate", seed=1, n_test=10)
     assert [e.question for e in again.split("test")] == [e.question for e in arith.split("test")]
     assert len(other.split("test")) == 10 and other.split("test")[0] != arith.split("test")[0]
 
@@ -351,7 +351,7 @@ def test_chat_template_prompt_has_a_shared_prefix(data_dir, chat_tokenizer):
 
 
 def test_chat_template_zero_shot_keeps_the_instruction_in_the_prefix(data_dir, chat_tokenizer):
-    task = load_task("arith", k_shot=0)
+    task = load_task("arith", k_shot=0, mode="generate")
     example = task.split("test")[0]
     p = task.prompt(example, chat_tokenizer)
     assert p.prefix == f"<bos><|user|>\n{task.instruction}\n\n"

@@ -1,12 +1,13 @@
-"""``arith``: procedurally generated arithmetic problems in the GSM8K answer format (no download).
+"""``arith``: procedurally generated arithmetic problems (no download).
 
 Problems are one-step sums, differences and small products ("What is 37 + 45?") and one- or
 two-step word problems with small numbers, easy enough that a ~100M-parameter instruct model solves
 some of them. A seeded stream of distinct questions fills ``train``, then ``validation``, then
 ``test``, so the splits are disjoint and fixed by the seed.
 
-``mode="loglik"`` turns each problem into a four-way multiple choice (the answer and three seeded
+By default (``mode="loglik"``) each problem is a four-way multiple choice (the answer and three seeded
 near-miss numbers), scored by continuation log-likelihood: the cheap offline demo task.
+``mode="generate"`` asks for a worked solution ending in the GSM8K answer line.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class Arith(NumericTask):
     name = "arith"
     uses_data = False
     max_new_tokens = 128
-    modes = ("generate", "loglik")
+    modes = ("loglik", "generate")
 
     def __init__(
         self,

@@ -1,0 +1,177 @@
+"""Benchmarks: every ratio is measured side by side in one run on the same model and inputs.
+
+    python -m benchmarks [--quick] [--out benchmarks/results.json]
+
+1. sweep: the paper's loop (one λ at a time, one example at a time, ``TransformerBridge.generate``
+   / one full forward per choice) vs xsteer's per-row-λ batched engine, same answers checked;
+2. steering overhead: steered vs unsteered batched generation at batch 1, 8, 32;
+3. extraction: ``collect_activations`` vs a bare Hugging Face forward with all hidden states;
+4. peak resident memory of the process after each part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from xsteer.contrast import arithmetic_pairs
+from xsteer.evaluate import PAPER_LAMBDAS, Evaluator
+from xsteer.extract import collect_activations, extract_vectors
+from xsteer.models import load_model
+from xsteer.steer import steer
+from xsteer.tasks import load_task
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def sweep_generate(model, vectors, n_items: int, max_new_tokens: int) -> dict:
+    """GSM8K-style generation over baseline + the 19-value grid."""
+    task = load_task("arith", mode="generate", k_shot=2)
+    examples = task.split("test")[:n_items]
+    grid = [0.0, *PAPER_LAMBDAS]
+
+    def paper_loop():
+        answers = {}
+        for lam in grid:
+            for ex in examples:
+                ids = model.tokenizer(task.prompt(ex).text, return_tensors="pt")["input_ids"]
+                with steer(model, vectors, lam):
+                    out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, verbose=False,
+                                         stop_at_eos=True)
+                answers[(ex.id, lam)] = task.extract(model.tokenizer.decode(out[0, ids.shape[1]:]))
+        return answers
+
+    def ours():
+        ev = Evaluator(model, task, batch_size=32, max_new_tokens=max_new_tokens, progress=False)
+        by_lam = ev.sweep(examples, "test", "bench", vectors, grid)
+        return {(r.example_id, lam): r.prediction for lam, recs in by_lam.items() for r in recs}
+
+    t_paper, a_paper = _timed(paper_loop)
+    t_ours, a_ours = _timed(ours)
+    same = sum(a_paper[k] == a_ours[k] for k in a_paper) / len(a_paper)
+    return {"rows": len(a_paper), "paper_s": t_paper, "ours_s": t_ours, "speedup": t_paper / t_ours,
+            "same_answers": same}
+
+
+def sweep_loglik(model, vectors, n_items: int) -> dict:
+    """ARC-style multiple choice by log-likelihood over baseline + the grid."""
+    task = load_task("arith", mode="loglik", k_shot=3)
+    examples = task.split("test")[:n_items]
+    grid = [0.0, *PAPER_LAMBDAS]
+
+    def paper_loop():
+        preds = {}
+        tok = model.tokenizer
+        for lam in grid:
+            for ex in examples:
+                ctx = tok(task.prompt(ex).text)["input_ids"]
+                scores = []
+                for cont in task.continuations(ex):
+                    ids = tok(cont, add_special_tokens=False)["input_ids"]
+                    with torch.inference_mode(), steer(model, vectors, lam):
+                        logits = model(torch.tensor([ctx + ids]))
+                    lp = torch.log_softmax(logits[0].float(), -1)
+                    scores.append(sum(float(lp[len(ctx) - 1 + t, i]) for t, i in enumerate(ids)))
+                preds[(ex.id, lam)] = ex.choices[max(range(len(scores)), key=scores.__getitem__)][0]
+        return preds
+
+    def ours():
+        ev = Evaluator(model, task, batch_size=64, progress=False)
+        by_lam = ev.sweep(examples, "test", "bench", vectors, grid)
+        return {(r.example_id, lam): r.prediction for lam, recs in by_lam.items() for r in recs}
+
+    t_paper, a_paper = _timed(paper_loop)
+    t_ours, a_ours = _timed(ours)
+    same = sum(a_paper[k] == a_ours[k] for k in a_paper) / len(a_paper)
+    return {"rows": len(a_paper), "paper_s": t_paper, "ours_s": t_ours, "speedup": t_paper / t_ours,
+            "same_answers": same}
+
+
+def steering_overhead(model, vectors, batch_sizes=(1, 8, 32), new_tokens: int = 32) -> dict:
+    """Steered vs unsteered greedy generation of a fixed number of tokens (same path, same batch)."""
+    prompts = ["Question: What is 12 plus 30?\nAnswer:"]
+    out = {}
+    for b in batch_sizes:
+        enc = model.tokenizer(prompts * b, return_tensors="pt", padding=True)
+        kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                  pad_token_id=model.tokenizer.pad_token_id)
+
+        def plain():
+            with torch.inference_mode():
+                model.original_model.generate(**enc, **kw)
+
+        def steered():
+            with torch.inference_mode(), steer(model, vectors, torch.full((b,), 0.5)):
+                model.original_model.generate(**enc, **kw)
+
+        plain()  # warm-up
+        times = {"plain": [], "steered": []}
+        for _ in range(3):  # interleaved repeats, best of three
+            times["plain"].append(_timed(plain)[0])
+            times["steered"].append(_timed(steered)[0])
+        p, s = min(times["plain"]), min(times["steered"])
+        out[str(b)] = {"plain_tok_s": b * new_tokens / p, "steered_tok_s": b * new_tokens / s,
+                       "overhead": s / p - 1}
+    return out
+
+
+def extraction(model, n_pairs: int) -> dict:
+    """Activation collection (all layers, last real token) vs a bare HF forward with hidden states."""
+    pairs = arithmetic_pairs(n_pairs)
+    texts = [p.positive for p in pairs] + [p.negative for p in pairs]
+
+    def bare():
+        with torch.inference_mode():
+            for i in range(0, len(texts), 16):
+                enc = model.tokenizer(texts[i:i + 16], return_tensors="pt", padding=True)
+                model.original_model(**enc, output_hidden_states=True)
+
+    bare()
+    t_bare, _ = _timed(bare)
+    t_ours, _ = _timed(lambda: collect_activations(model, texts, batch_size=16))
+    t_extract, _ = _timed(lambda: extract_vectors(model, pairs, "pca"))
+    return {"texts": len(texts), "bare_hf_s": t_bare, "collect_s": t_ours, "ratio": t_bare / t_ours,
+            "extract_pca_s": t_extract}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="Fewer items (a smoke run).")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
+    args = parser.parse_args()
+    n_gen, n_ll, tokens = (2, 3, 24) if args.quick else (4, 8, 48)
+    torch.manual_seed(0)
+    model = load_model("smollm2-135m")
+    vectors = extract_vectors(model, arithmetic_pairs(32), "pca")
+    results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                           "torch": torch.__version__, "device": str(model.cfg.device)}}
+    for name, fn in [
+        ("extraction", lambda: extraction(model, 32)),
+        ("steering_overhead", lambda: steering_overhead(model, vectors)),
+        ("sweep_loglik", lambda: sweep_loglik(model, vectors, n_ll)),
+        ("sweep_generate", lambda: sweep_generate(model, vectors, n_gen, tokens)),
+    ]:
+        results[name] = fn()
+        results[name]["peak_rss_mb"] = _peak_mb()
+        print(name, json.dumps(results[name], indent=1), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

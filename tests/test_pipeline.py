@@ -1,0 +1,105 @@
+"""The one-call pipeline on tiny models: files, λ* and ITS recomputed from the records, resume,
+report regeneration without models, and one-line CLI errors."""
+
+import json
+from collections import defaultdict
+
+import pytest
+from typer.testing import CliRunner
+
+from xsteer.cli import app
+from xsteer.evaluate import its_vote
+from xsteer.models import tiny_model
+from xsteer.pipeline import TransferConfig, run_transfer, select_lambda
+from xsteer.report import load_and_render
+from xsteer.results import TransferResult
+
+LAMS = [0.5, 4.0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    models = {"p": tiny_model("llama", 3, 64, 0), "c": tiny_model("qwen3", 4, 48, 1)}
+    cfg = TransferConfig(
+        parent="p", child="c", task="arith", k_shot=0, n_pairs=8, n_anchors=24, lambdas=LAMS,
+        n_val=4, n_test=6, n_random=2, batch_size=16,
+    )
+    result = run_transfer(cfg, out, models=models, progress=False)
+    return out, result, models, cfg
+
+
+def _records(out):
+    return [json.loads(l) for l in (out / "records" / "records.jsonl").read_text().splitlines()]
+
+
+def test_run_folder_contents(run):
+    out, result, _, _ = run
+    for name in ("config.json", "report.json", "report.md", "transfer.json", "transfer.safetensors",
+                 "vectors/parent.safetensors", "vectors/transferred.json", "vectors/child_own.json",
+                 "figures/accuracy_vs_lambda.html", "figures/gains.html", "figures/results_table.md"):
+        assert (out / name).exists(), name
+    assert set(result.conditions) == {"transfer", "child_own", "random[0]", "random[1]", "self_consistency"}
+    assert TransferResult.load(out).to_dict() == result.to_dict()
+
+
+def test_lambda_star_and_its_from_records(run):
+    out, result, _, _ = run
+    recs = _records(out)
+    by = defaultdict(dict)
+    for r in recs:
+        by[(r["split"], r["condition"])][(r["example_id"], r["lam"], r["sample"])] = r
+    base = by[("test", "baseline")]
+    assert result.baseline["test"] == [base[(i, 0.0, 0)]["correct"] for i in result.item_ids["test"]]
+    for name in ("transfer", "child_own", "random[1]"):
+        val = by[("validation", name)]
+        acc = {lam: sum(val[(i, lam, 0)]["correct"] for i in result.item_ids["validation"]) for lam in LAMS}
+        best = max(acc.values())
+        assert result.conditions[name].lambda_star == min(l for l in LAMS if acc[l] == best)
+        test = by[("test", name)]
+        for k, item in enumerate(result.item_ids["test"]):
+            votes = {lam: test[(item, lam, 0)]["prediction"] for lam in LAMS}
+            gold = test[(item, LAMS[0], 0)]["gold"]
+            assert result.conditions[name].its_correct[k] == (its_vote(votes) == gold)
+
+
+def test_rerun_resumes_without_new_records(run):
+    out, result, models, cfg = run
+    n = len(_records(out))
+    again = run_transfer(cfg, out, models=models, progress=False)
+    assert len(_records(out)) == n
+    assert again.baseline == result.baseline
+    assert {k: c.its_correct for k, c in again.conditions.items()} == {
+        k: c.its_correct for k, c in result.conditions.items()
+    }
+
+
+def test_report_regenerates_identically_without_models(run):
+    out, _, _, _ = run
+    assert load_and_render(out) == (out / "report.md").read_text()
+    stats = json.loads((out / "report.json").read_text())["statistics"]
+    assert set(stats["comparisons"]) >= {"transfer@lambda_star", "transfer@its", "self_consistency@its"}
+    result = CliRunner().invoke(app, ["report", str(out)])
+    assert result.exit_code == 0 and "report.md" in result.output
+
+
+def test_select_lambda_tie_goes_to_smaller():
+    assert select_lambda({0.1: 0.5, 0.05: 0.5, 0.2: 0.4}) == 0.05
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--task", "nope"], "Unknown task"),
+        (["run", "--lambdas", "0.1,-1"], ">= 0"),
+        (["run", "--lambdas", "a,b"], "--lambdas"),
+        (["run", "--parent", "no-such-model"], "embedded defaults"),
+        (["run", "--task", "gsm8k", "--data-dir", "/nonexistent/folder"], "/nonexistent/folder"),
+        (["report", "/nonexistent/run"], "No report"),
+    ],
+)
+def test_cli_errors_are_one_line(args, message):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,87 @@
+"""Result types of a transfer run, saved as report.json and read back without any model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConditionResult", "TransferResult"]
+
+
+@dataclass
+class ConditionResult:
+    """One steering condition (or control) evaluated over the whole λ grid on validation and test.
+
+    ``correct[split][lam]`` holds per-item correctness in the split's item order (``item_ids``);
+    ``its_correct`` is the per-item correctness of the inference-time-scaling vote over the grid.
+    ``kind`` is "steered" (the transferred parent vector), "child_own", "random" or
+    "self_consistency" (no λ: ``correct`` is empty and only ``its_correct`` is set).
+    """
+
+    name: str
+    kind: str
+    correct: dict[str, dict[float, list[bool]]] = field(default_factory=dict)
+    lambda_star: float | None = None
+    its_correct: list[bool] = field(default_factory=list)
+    relative_size: dict[int, float] = field(default_factory=dict)  # ‖λ*·v_l‖ / median‖h_l‖ per layer
+
+    def accuracy(self, split: str) -> dict[float, float]:
+        """Mean correctness per λ on a split."""
+        return {lam: sum(c) / len(c) for lam, c in sorted(self.correct.get(split, {}).items())}
+
+    def at_lambda_star(self) -> list[bool]:
+        """Per-item test correctness at λ* (chosen on validation)."""
+        return self.correct["test"][self.lambda_star]
+
+
+@dataclass
+class TransferResult:
+    """Everything a report needs: configuration, baseline, conditions, statistics, transfer diagnostics."""
+
+    config: dict[str, Any]
+    item_ids: dict[str, list[str]]  # split -> item ids in evaluation order
+    baseline: dict[str, list[bool]]  # split -> per-item correctness at λ = 0
+    conditions: dict[str, ConditionResult]
+    statistics: dict[str, Any] = field(default_factory=dict)  # filled by xsteer.report
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # layer map, R², cosines, norms
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for cond in data["conditions"].values():
+            cond["correct"] = {s: {repr(float(l)): c for l, c in by.items()} for s, by in cond["correct"].items()}
+            cond["relative_size"] = {str(k): v for k, v in cond["relative_size"].items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TransferResult":
+        conditions = {}
+        for name, c in data["conditions"].items():
+            c = dict(c)
+            c["correct"] = {s: {float(l): v for l, v in by.items()} for s, by in c["correct"].items()}
+            c["relative_size"] = {int(k): v for k, v in c["relative_size"].items()}
+            conditions[name] = ConditionResult(**c)
+        return cls(
+            config=data["config"],
+            item_ids=data["item_ids"],
+            baseline=data["baseline"],
+            conditions=conditions,
+            statistics=data.get("statistics", {}),
+            diagnostics=data.get("diagnostics", {}),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TransferResult":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "report.json"
+        if not path.exists():
+            raise FileNotFoundError(f"No report at {path}; pass a run folder made by `xsteer run`.")
+        return cls.from_dict(json.loads(path.read_text()))
