@@ -24,7 +24,7 @@ run: setup
 	$(VENV)/bin/xsteer run
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --nbmake tests examples/quickstart.ipynb
 
 bench: setup
 	$(PY) -m benchmarks

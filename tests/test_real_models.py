@@ -17,8 +17,9 @@ def test_transfer_gemma_to_smollm2(gemma, smollm2):
     pairs = arithmetic_pairs(32, seed=0)
     parent = extract_vectors(gemma, pairs, "mean_diff", seed=0)
     assert (parent.d_model, parent.n_layers) == (640, 18)
-    anchors = load_task("arith").split("train")[:64]
-    transfer = Transfer("greedy", "ridge").fit(gemma, smollm2, [e.question for e in anchors], progress=False)
+    anchors = load_task("arith").split("train")[:96]
+    texts = [e.question for e in anchors]
+    transfer = Transfer("greedy", "ridge").fit(gemma, smollm2, texts, pooling="last", progress=False)
     pos = collect_activations(smollm2, [p.positive for p in pairs])
     neg = collect_activations(smollm2, [p.negative for p in pairs])
     child = transfer.apply(parent, (pos, neg))

@@ -61,7 +61,7 @@ def run(
     n_pairs: int = typer.Option(64, help="Contrast pairs for extraction."),
     layer_map: str = typer.Option("greedy", help="greedy (paper), proportional, cka."),
     adapter: str = typer.Option("ridge", help="ridge, procrustes, identity, truncate_pad, random_projection."),
-    n_anchors: int = typer.Option(128, help="Anchor texts for fitting the transfer."),
+    n_anchors: int = typer.Option(256, help="Anchor texts for fitting the transfer."),
     scale: str = typer.Option("absolute", help="absolute (paper: λ·v) or relative (λ·median‖h‖·v)."),
     lambdas: str = typer.Option("paper", help="'paper' = {0.01..0.09} ∪ {0.1..1.0}, or e.g. 0.05,0.1,0.5."),
     n_val: int = typer.Option(20, help="Validation items for choosing λ*."),

@@ -3,7 +3,8 @@
 Each adapter is fitted on paired anchor activations of one (parent layer, child layer) pair. It
 learns ``W_`` (d_parent, d_child) between centred parent rows and centred child rows; a *direction*
 maps as ``v @ W_`` (no intercept). ``score_`` is the R² of the fitted map on a held-out share of the
-anchors: 1 - SSE / SS, with SS around the training mean of the child rows (so a map no better than
+anchors: 1 - SSE / SS per child dimension, averaged over dimensions (as sklearn's r2_score), with SS around
+the training mean of the child rows (so a map no better than
 predicting that mean scores <= 0). After scoring, the map is refitted on all anchors.
 """
 
@@ -127,10 +128,12 @@ class DimAdapter(ABC):
             )
         self._select(xt, yt, labels[train])
         pred = mc + (x[test] - mp) @ self._solve(xt, yt)
-        spread = float(((y[test] - mc) ** 2).sum())
-        self.score_ = (
-            1.0 - float(((y[test] - pred) ** 2).sum()) / spread if spread else float("nan")
-        )
+        # R² per child dimension, then averaged (sklearn's 'uniform_average'): a variance-weighted
+        # R² would be decided by the few massive-activation dimensions these models have.
+        spread = ((y[test] - mc) ** 2).sum(0)
+        resid = ((y[test] - pred) ** 2).sum(0)
+        keep = spread > 0
+        self.score_ = float((1.0 - resid[keep] / spread[keep]).mean()) if keep.any() else float("nan")
         mp, mc = x.mean(0), y.mean(0)
         self.W_ = self._solve(x - mp, y - mc).float()
         self.mean_parent_, self.mean_child_ = mp.float(), mc.float()
