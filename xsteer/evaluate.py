@@ -68,7 +68,8 @@ class Evaluator:
 
     ``mode`` is the task's: "generate" (greedy, KV-cached, batched, stops at the answer line or EOS)
     or "loglik" (multiple choice by summed continuation log-probability of the plain-format prompt;
-    ``loglik_norm=True`` divides by the continuation's length in characters). Records already in ``store`` are never recomputed.
+    ``loglik_norm=True`` divides by the continuation's length in characters). ``prefix_cache``
+    reuses the KV cache of the task's shared few-shot prefix across the examples of a batch. Records already in ``store`` are never recomputed.
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class Evaluator:
         store: RecordStore | None = None,
         loglik_norm: bool = False,
         max_new_tokens: int | None = None,
+        prefix_cache: bool = True,
         progress: bool = True,
     ):
         self.model = model
@@ -90,6 +92,7 @@ class Evaluator:
         self.store = store if store is not None else RecordStore()
         self.loglik_norm = loglik_norm
         self.max_new_tokens = max_new_tokens or task.max_new_tokens
+        self.prefix_cache = prefix_cache
         self.progress = progress
         self.tokenizer = model.tokenizer
 
@@ -180,32 +183,60 @@ class Evaluator:
             meta=meta or {},
         )
 
+    def _prompt_ids(self, example: Example) -> tuple[str, list[int], list[int]]:
+        """A prompt's text and the token ids of its shared prefix and of its own suffix, tokenized
+        apart so that the prefix is the same token sequence for every example."""
+        rendered = self.task.prompt(example, self.tokenizer)
+        special = not rendered.chat  # a chat template already wrote BOS
+        prefix = self.tokenizer(rendered.prefix, add_special_tokens=special)["input_ids"]
+        suffix = self.tokenizer(rendered.suffix, add_special_tokens=False)["input_ids"]
+        return rendered.text, prefix, suffix
+
+    def _prefix_cache(self, prefix: list[int], vectors, lams: list[float]):
+        """KV cache of the shared prefix, computed once per distinct λ and gathered per row."""
+        distinct = sorted(set(lams))
+        ids = torch.tensor([prefix] * len(distinct), device=self.model.cfg.device)
+        with self.model.hooks(fwd_hooks=self._hooks(vectors, distinct)):
+            cache = self.model.original_model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_select_indices(torch.tensor([distinct.index(l) for l in lams], device=ids.device))
+        return cache
+
     @torch.inference_mode()
     def _generate(self, batch: list[_Row], split, condition, vectors, sampling: dict | None) -> list[Record]:
-        rendered = [self.task.prompt(r.example, self.tokenizer) for r in batch]
-        prompts = [p.text for p in rendered]
-        enc = self.tokenizer(
-            prompts, return_tensors="pt", padding=True, padding_side="left",
-            add_special_tokens=not rendered[0].chat,  # a chat template already wrote BOS
-        )
-        enc = {k: v.to(self.model.cfg.device) for k, v in enc.items()}
+        """Greedy (or sampled) generation of every row; with ``prefix_cache`` the few-shot prefix is
+        computed once per distinct λ of the batch and padding goes between prefix and suffix."""
+        texts, prefixes, suffixes = zip(*(self._prompt_ids(r.example) for r in batch))
+        lams = [r.lam for r in batch]
+        pad, width = self.tokenizer.pad_token_id, max(map(len, suffixes))
         kwargs = dict(
             max_new_tokens=self.max_new_tokens,
-            pad_token_id=self.tokenizer.pad_token_id,
+            pad_token_id=pad,
             stop_strings=self.task.stop_strings() or None,
             tokenizer=self.tokenizer,
         )
+        prefix = prefixes[0]
+        if self.prefix_cache and prefix and all(p == prefix for p in prefixes):
+            ids = [prefix + [pad] * (width - len(s)) + s for s in suffixes]
+            mask = [[1] * len(prefix) + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
+            kwargs["past_key_values"] = self._prefix_cache(prefix, vectors, lams)
+        else:
+            full = [p + s for p, s in zip(prefixes, suffixes)]
+            longest = max(map(len, full))
+            ids = [[pad] * (longest - len(f)) + f for f in full]
+            mask = [[0] * (longest - len(f)) + [1] * len(f) for f in full]
+        device = self.model.cfg.device
+        ids, mask = torch.tensor(ids, device=device), torch.tensor(mask, device=device)
         if sampling:  # seeded per batch: reproducible for the same batches
             torch.manual_seed(sampling["seed"] + sum(r.sample for r in batch) + len(batch))
             kwargs.update(do_sample=True, temperature=sampling["temperature"], top_p=1.0, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with self.model.hooks(fwd_hooks=self._hooks(vectors, [r.lam for r in batch])):
-            out = self.model.original_model.generate(**enc, **kwargs)
-        texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        with self.model.hooks(fwd_hooks=self._hooks(vectors, lams)):
+            out = self.model.original_model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        outputs = self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
         return [
             self._record(r, split, condition, p, t, self.task.extract(t))
-            for r, p, t in zip(batch, prompts, texts)
+            for r, p, t in zip(batch, texts, outputs)
         ]
 
     @torch.inference_mode()
