@@ -1,7 +1,6 @@
 """The evaluation engine: grids as per-row λ, cached log-likelihood, ITS vote, resumable records."""
 
 import json
-import random
 
 import pytest
 import torch

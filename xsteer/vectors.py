@@ -17,20 +17,11 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
+from xsteer.storage import read_pair, write_pair
+
 __all__ = ["SteeringVectors"]
 
 _UNIT_TOL = 1e-4
-_SUFFIXES = (".safetensors", ".json")
-
-
-def _base(path: str | Path) -> Path:
-    """``path`` without a ``.safetensors`` / ``.json`` suffix."""
-    path = Path(path)
-    return path.with_suffix("") if path.suffix in _SUFFIXES else path
-
-
-def _with(base: Path, suffix: str) -> Path:
-    return base.with_name(base.name + suffix)
 
 
 @dataclass
@@ -204,38 +195,21 @@ class SteeringVectors:
     def save(self, path: str | Path) -> Path:
         """Write ``path.safetensors`` (tensors ``layer.{l}``) and ``path.json`` (everything else);
         return the ``.safetensors`` path."""
-        from safetensors.torch import save_file
-
-        base = _base(path)
-        base.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"layer.{l}": v for l, v in self.directions.items()}
-        save_file(tensors, str(_with(base, ".safetensors")))
         meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "directions"}
         meta["layers"] = self.layers
-        _with(base, ".json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        return _with(base, ".safetensors")
+        return write_pair(path, tensors, meta)
 
     @classmethod
     def load(
         cls, path: str | Path, *, model: Any = None, d_model: int | None = None
     ) -> SteeringVectors:
         """Read vectors written by :meth:`save`; with ``model`` / ``d_model`` check they fit it."""
-        from safetensors.torch import load_file
-
-        base = _base(path)
-        tensor_file, json_file = _with(base, ".safetensors"), _with(base, ".json")
-        for file in (tensor_file, json_file):
-            if not file.is_file():
-                raise FileNotFoundError(
-                    f"{file} does not exist; steering vectors are stored as {tensor_file.name} + "
-                    f"{json_file.name} (written by SteeringVectors.save). Check the path."
-                )
-        meta = json.loads(json_file.read_text())
+        tensors, meta = read_pair(path, "a SteeringVectors (written by SteeringVectors.save)")
         layers = meta.pop("layers")
-        tensors = load_file(str(tensor_file))
         if sorted(tensors) != sorted(f"layer.{l}" for l in layers):
             raise ValueError(
-                f"{tensor_file.name} holds {sorted(tensors)} but {json_file.name} lists layers {layers}; "
+                f"The tensors of {path} are {sorted(tensors)} but its JSON lists layers {layers}; "
                 "the pair is inconsistent. Re-save the vectors."
             )
         for key in ("explained_variance", "sign_agreement"):

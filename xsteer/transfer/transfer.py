@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from xsteer.models import d_model, n_layers
+from xsteer.storage import read_pair, write_pair
 from xsteer.transfer import anchors
 from xsteer.transfer.adapters import DimAdapter, make_adapter
 from xsteer.transfer.anchors import MIN_ANCHORS, Pooling
@@ -86,15 +86,6 @@ def _check_acts(acts: Acts, info: ModelInfo, who: str) -> int:
             f"{who} activations have different row counts across layers: {sorted(rows)}."
         )
     return rows.pop()
-
-
-def _base(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-
-
-def _with(base: Path, suffix: str) -> Path:
-    return base.with_name(base.name + suffix)
 
 
 class Transfer:
@@ -323,11 +314,7 @@ class Transfer:
     def save(self, path: str | Path) -> Path:
         """Write ``path.safetensors`` (adapter tensors ``layer.{child}.{name}``) and ``path.json``;
         return the ``.safetensors`` path."""
-        from safetensors.torch import save_file
-
         self._check_fitted()
-        base = _base(path)
-        base.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
             f"layer.{c}.{k}": t.contiguous()
             for c, a in self.adapters_.items()
@@ -343,29 +330,16 @@ class Transfer:
             "anchor_hash": self.anchor_hash_,
             "n_anchors": self.n_anchors_,
         }
-        save_file(tensors, str(_with(base, ".safetensors")))
-        _with(base, ".json").write_text(json.dumps(meta, indent=2))
-        return _with(base, ".safetensors")
+        return write_pair(path, tensors, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> Transfer:
         """Read a transfer written by :meth:`save`."""
-        from safetensors.torch import load_file
-
-        base = _base(path)
-        tensor_file, json_file = _with(base, ".safetensors"), _with(base, ".json")
-        for file in (tensor_file, json_file):
-            if not file.is_file():
-                raise FileNotFoundError(
-                    f"{file} does not exist; a transfer is stored as {tensor_file.name} + {json_file.name} "
-                    "(written by Transfer.save). Check the path."
-                )
-        meta = json.loads(json_file.read_text())
+        tensors, meta = read_pair(path, "a Transfer (written by Transfer.save)")
         if meta.get("format") != _FORMAT:
             raise ValueError(
-                f"{json_file} is not a saved Transfer (format {meta.get('format')!r})."
+                f"{path} is not a saved Transfer (format {meta.get('format')!r})."
             )
-        tensors = load_file(str(tensor_file))
         layer_map = LayerMap.from_dict(meta["layer_map"])
         template = {k: meta["layer_map"][k] for k in ("name", "params")}
         obj = cls(
@@ -376,7 +350,7 @@ class Transfer:
         obj.anchor_hash_, obj.n_anchors_ = meta["anchor_hash"], meta["n_anchors"]
         if sorted(int(c) for c in meta["adapters"]) != sorted(layer_map.mapping_):
             raise ValueError(
-                f"{json_file.name} is inconsistent (adapters vs layer map); re-fit and re-save."
+                f"{path} is inconsistent (adapters vs layer map); re-fit and re-save."
             )
         obj.adapters_ = {}
         for c, data in meta["adapters"].items():
@@ -386,7 +360,7 @@ class Transfer:
             expected = (obj.parent_.d_model, obj.child_.d_model)
             if getattr(adapter, "W_", torch.empty(0)).shape != expected:
                 raise ValueError(
-                    f"{tensor_file.name} lacks a {expected} map for child layer {c}; the pair of files "
+                    f"{path} lacks a {expected} map for child layer {c}; the pair of files "
                     "is inconsistent. Re-fit and re-save the transfer."
                 )
             obj.adapters_[int(c)] = adapter
