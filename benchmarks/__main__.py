@@ -5,7 +5,8 @@
 1. sweep: the paper's loop (one λ at a time, one example at a time, ``TransformerBridge.generate``
    / one full forward per choice) vs xsteer's per-row-λ batched engine, same answers checked;
 2. steering overhead: steered vs unsteered batched generation at batch 1, 8, 32;
-3. extraction: ``collect_activations`` vs a bare Hugging Face forward with all hidden states;
+3. extraction: ``collect_activations`` vs a bare Hugging Face forward with all hidden states, and
+   load + 64-pair extraction time of both embedded models;
 4. peak resident memory of the process after each part.
 """
 
@@ -148,6 +149,16 @@ def extraction(model, n_pairs: int) -> dict:
             "extract_pca_s": t_extract}
 
 
+def loading_and_extraction(n_pairs: int = 64) -> dict:
+    """Load time of each embedded model (converted folder cached) and extraction of ``n_pairs`` pairs."""
+    out = {}
+    for name in ("gemma-3-270m", "smollm2-135m"):
+        t_load, model = _timed(lambda: load_model(name))
+        t_extract, _ = _timed(lambda: extract_vectors(model, arithmetic_pairs(n_pairs), "pca"))
+        out[name] = {"load_cached_s": t_load, f"extract_{n_pairs}_pairs_s": t_extract}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="Fewer items (a smoke run).")
@@ -160,6 +171,7 @@ def main() -> None:
     results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                            "torch": torch.__version__, "device": str(model.cfg.device)}}
     for name, fn in [
+        ("loading_and_extraction", loading_and_extraction),
         ("extraction", lambda: extraction(model, 32)),
         ("steering_overhead", lambda: steering_overhead(model, vectors)),
         ("sweep_loglik", lambda: sweep_loglik(model, vectors, n_ll)),
