@@ -143,13 +143,16 @@ def run_transfer(
     elif out is not None:
         parent_vectors.save(out / "vectors" / "parent")
     anchors = [ex.question for ex in task.split("train")[: cfg.n_anchors]]
-    # Last-token rows only: steering vectors live at the last token, and mixing in mean-pooled rows
-    # adds an easy-to-predict pooling offset that inflates the adapters' R².
-    transfer = Transfer(cfg.layer_map, cfg.adapter).fit(
-        parent, child, anchors, pooling="last", batch_size=cfg.batch_size, progress=progress
-    )
-    if out is not None:
-        transfer.save(out / "transfer")
+    if out is not None and (out / "transfer.json").exists():  # resume: the transfer the vectors came from
+        transfer = Transfer.load(out / "transfer")
+    else:
+        # Last-token rows only: steering vectors live at the last token, and mixing in mean-pooled
+        # rows adds an easy-to-predict pooling offset that inflates the adapters' R².
+        transfer = Transfer(cfg.layer_map, cfg.adapter).fit(
+            parent, child, anchors, pooling="last", batch_size=cfg.batch_size, progress=progress
+        )
+        if out is not None:
+            transfer.save(out / "transfer")
     child_pos = collect_activations(child, [p.positive for p in pairs])
     child_neg = collect_activations(child, [p.negative for p in pairs])
     transferred = saved("transferred", lambda: transfer.apply(parent_vectors, (child_pos, child_neg)))
