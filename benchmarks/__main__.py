@@ -48,8 +48,10 @@ def sweep_generate(model, vectors, n_items: int, max_new_tokens: int) -> dict:
     def paper_loop():
         answers = {}
         for lam in grid:
-            for ex in examples:
-                ids = model.tokenizer(task.prompt(ex).text, return_tensors="pt")["input_ids"]
+            for ex in examples:  # the same prompt tokens as the engine (chat template, prefix + suffix)
+                p = task.prompt(ex, model.tokenizer)
+                prefix = model.tokenizer(p.prefix, add_special_tokens=not p.chat)["input_ids"]
+                ids = torch.tensor([prefix + model.tokenizer(p.suffix, add_special_tokens=False)["input_ids"]])
                 with steer(model, vectors, lam):
                     out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, verbose=False,
                                          stop_at_eos=True)
