@@ -39,6 +39,20 @@ def _timed(fn):
     return time.perf_counter() - start, out
 
 
+def _engine_answers(engine: Evaluator, examples, vectors, grid) -> dict:
+    by_lam = engine.sweep(examples, "test", "bench", vectors, grid)
+    return {(r.example_id, lam): r.prediction for lam, recs in by_lam.items() for r in recs}
+
+
+def _versus(paper_loop, ours) -> dict:
+    """Time the paper's loop and xsteer's engine one after the other; compare their answers."""
+    t_paper, a_paper = _timed(paper_loop)
+    t_ours, a_ours = _timed(ours)
+    same = sum(a_paper[k] == a_ours[k] for k in a_paper) / len(a_paper)
+    return {"rows": len(a_paper), "paper_s": t_paper, "ours_s": t_ours, "speedup": t_paper / t_ours,
+            "same_answers": same}
+
+
 def sweep_generate(model, vectors, n_items: int, max_new_tokens: int) -> dict:
     """GSM8K-style generation over baseline + the 19-value grid."""
     task = load_task("arith", mode="generate", k_shot=2)
@@ -58,16 +72,8 @@ def sweep_generate(model, vectors, n_items: int, max_new_tokens: int) -> dict:
                 answers[(ex.id, lam)] = task.extract(model.tokenizer.decode(out[0, ids.shape[1]:]))
         return answers
 
-    def ours():
-        ev = Evaluator(model, task, batch_size=32, max_new_tokens=max_new_tokens, progress=False)
-        by_lam = ev.sweep(examples, "test", "bench", vectors, grid)
-        return {(r.example_id, lam): r.prediction for lam, recs in by_lam.items() for r in recs}
-
-    t_paper, a_paper = _timed(paper_loop)
-    t_ours, a_ours = _timed(ours)
-    same = sum(a_paper[k] == a_ours[k] for k in a_paper) / len(a_paper)
-    return {"rows": len(a_paper), "paper_s": t_paper, "ours_s": t_ours, "speedup": t_paper / t_ours,
-            "same_answers": same}
+    engine = Evaluator(model, task, batch_size=32, max_new_tokens=max_new_tokens, progress=False)
+    return _versus(paper_loop, lambda: _engine_answers(engine, examples, vectors, grid))
 
 
 def sweep_loglik(model, vectors, n_items: int) -> dict:
@@ -92,16 +98,8 @@ def sweep_loglik(model, vectors, n_items: int) -> dict:
                 preds[(ex.id, lam)] = ex.choices[max(range(len(scores)), key=scores.__getitem__)][0]
         return preds
 
-    def ours():
-        ev = Evaluator(model, task, batch_size=64, progress=False)
-        by_lam = ev.sweep(examples, "test", "bench", vectors, grid)
-        return {(r.example_id, lam): r.prediction for lam, recs in by_lam.items() for r in recs}
-
-    t_paper, a_paper = _timed(paper_loop)
-    t_ours, a_ours = _timed(ours)
-    same = sum(a_paper[k] == a_ours[k] for k in a_paper) / len(a_paper)
-    return {"rows": len(a_paper), "paper_s": t_paper, "ours_s": t_ours, "speedup": t_paper / t_ours,
-            "same_answers": same}
+    engine = Evaluator(model, task, batch_size=64, progress=False)
+    return _versus(paper_loop, lambda: _engine_answers(engine, examples, vectors, grid))
 
 
 def steering_overhead(model, vectors, batch_sizes=(1, 8, 32), new_tokens: int = 32) -> dict:
