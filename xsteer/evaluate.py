@@ -150,10 +150,9 @@ class Evaluator:
         todo = [r for r in rows if (split, condition, r.example.id, r.lam, r.sample) not in self.store]
         if not todo:
             return
-        step = self.batch_size
         bar = tqdm(total=len(todo), desc=f"{split}:{condition}", disable=not self.progress, leave=False)
-        for start in range(0, len(todo), step):
-            batch = todo[start : start + step]
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start : start + self.batch_size]
             if self.task.mode == "generate":
                 records = self._generate(batch, split, condition, vectors, sampling)
             else:
