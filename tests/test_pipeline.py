@@ -74,6 +74,17 @@ def test_rerun_resumes_without_new_records(run):
     }
 
 
+def test_resume_with_saved_vectors_needs_no_parent(run):
+    """A folder with parent vectors and the transfer resumes (here: more random controls) with only
+    the child at hand; the parent spec is never loaded."""
+    out, result, models, cfg = run
+    cfg2 = TransferConfig(**{**cfg.__dict__, "parent": "not-a-loadable-model", "n_random": 3})
+    again = run_transfer(cfg2, out, models={"c": models["c"]}, progress=False)
+    assert again.conditions["transfer"].its_correct == result.conditions["transfer"].its_correct
+    assert "random[2]" in again.conditions
+    run_transfer(cfg, out, models=models, progress=False)  # restore the folder for later tests
+
+
 def test_report_regenerates_identically_without_models(run):
     out, _, _, _ = run
     assert load_and_render(out) == (out / "report.md").read_text()
@@ -98,7 +109,9 @@ def test_select_lambda_tie_goes_to_smaller():
         (["report", "/nonexistent/run"], "No report"),
     ],
 )
-def test_cli_errors_are_one_line(args, message):
+def test_cli_errors_are_one_line(args, message, tmp_path):
+    if args[0] == "run":
+        args = [*args, "--out", str(tmp_path / "run")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert message in result.output

@@ -71,6 +71,7 @@ def run(
     batch_size: int = typer.Option(32, help="Rows (item × λ) per forward pass."),
     max_new_tokens: Optional[int] = typer.Option(None, help="Generation budget (default: the task's)."),
     seed: int = typer.Option(0),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when visible)."),
     out: Path = typer.Option(Path("runs/default"), help="Run folder; an interrupted run resumes from it."),
     debug: bool = _DEBUG,
 ):
@@ -83,6 +84,7 @@ def run(
         task_mode=mode, k_shot=k_shot, method=method, n_pairs=n_pairs, layer_map=layer_map,
         adapter=adapter, n_anchors=n_anchors, scale=scale, lambdas=_lambdas(lambdas), n_val=n_val,
         n_test=n_test, n_random=n_random, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed,
+        device=device,
     )
     typer.echo(f"xsteer run: {parent} → {child} on {task}; run folder {out}")
     run_transfer(cfg, out)

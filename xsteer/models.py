@@ -27,6 +27,7 @@ __all__ = [
     "TINY_ARCHS",
     "cache_dir",
     "d_model",
+    "default_device",
     "embedded_gguf_path",
     "load_model",
     "n_layers",
@@ -187,14 +188,21 @@ def _load_folder(folder: Path, name: str, device: str | None, dtype: torch.dtype
     return bridge
 
 
-def load_model(spec: str | os.PathLike, device: str | None = "cpu", dtype: torch.dtype = torch.float32):
+def default_device() -> str:
+    """"cuda" when a GPU is visible, else "cpu" (what TransformerLens picks too)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(spec: str | os.PathLike, device: str | None = None, dtype: torch.dtype = torch.float32):
     """Load a model as a TransformerLens ``TransformerBridge`` (compatibility mode off).
 
     ``spec`` is an embedded default name (see ``EMBEDDED``), a ``.gguf`` file, a local Hugging Face
     folder, or a Hugging Face hub id (needs network the first time). GGUF files are dequantized once
-    into ``cache_dir()/converted`` and loaded from there afterwards.
+    into ``cache_dir()/converted`` and loaded from there afterwards. ``device`` defaults to
+    ``default_device()``.
     """
     spec_str = str(spec)
+    device = device or default_device()
     if spec_str in EMBEDDED:
         folder = _convert_gguf(EMBEDDED[spec_str].locate())
         return _load_folder(folder, spec_str, device, dtype)

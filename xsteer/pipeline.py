@@ -53,6 +53,7 @@ class TransferConfig:
     max_new_tokens: int | None = None
     loglik_norm: bool = False
     seed: int = 0
+    device: str | None = None  # None: "cuda" when visible, else "cpu"
 
     def __post_init__(self) -> None:
         self.lambdas = check_lambdas(self.lambdas)
@@ -69,12 +70,13 @@ def select_lambda(accuracy: dict[float, float]) -> float:
 class _Models:
     """Loads each model once and keeps it for every run that needs it."""
 
-    def __init__(self, preloaded: dict[str, Any] | None = None):
+    def __init__(self, preloaded: dict[str, Any] | None = None, device: str | None = None):
         self._cache = dict(preloaded or {})
+        self.device = device
 
     def __call__(self, spec: str):
         if spec not in self._cache:
-            self._cache[spec] = load_model(spec)
+            self._cache[spec] = load_model(spec, device=self.device)
         return self._cache[spec]
 
 
@@ -120,10 +122,11 @@ def run_transfer(
     """Run extraction, transfer, λ search, test, ITS and controls; save everything under ``out_dir``.
 
     ``models`` may hold already-loaded bridges by spec; a run folder that already holds records
-    resumes where it stopped.
+    resumes where it stopped. The parent is loaded only when its vectors or the transfer still
+    have to be computed, so a run folder carrying both runs where only the child fits.
     """
     cfg = config or TransferConfig()
-    get = models if isinstance(models, _Models) else _Models(models)
+    get = models if isinstance(models, _Models) else _Models(models, cfg.device)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -131,19 +134,24 @@ def run_transfer(
 
     task = load_task(cfg.task, data_dir=cfg.data_dir, k_shot=cfg.k_shot, seed=cfg.seed, mode=cfg.task_mode)
     pairs = from_task(task, cfg.n_pairs, cfg.seed)
-    parent, child = get(cfg.parent), get(cfg.child)
+    saved_parent = out is not None and (out / "vectors" / "parent.safetensors").exists()
+    has_vectors = parent_vectors is not None or saved_parent
+    has_transfer = out is not None and (out / "transfer.json").exists()
+    parent = None if has_vectors and has_transfer else get(cfg.parent)
+    child = get(cfg.child)
 
     def saved(name, make):
         return make() if out is None else _cached_vectors(out / "vectors" / name, make)
 
     if parent_vectors is None:
         parent_vectors = saved(
-            "parent", lambda: extract_vectors(parent, pairs, cfg.method, seed=cfg.seed, progress=progress)
+            "parent",
+            lambda: extract_vectors(parent, pairs, cfg.method, seed=cfg.seed, progress=progress),
         )
     elif out is not None:
         parent_vectors.save(out / "vectors" / "parent")
     anchors = [ex.question for ex in task.split("train")[: cfg.n_anchors]]
-    if out is not None and (out / "transfer.json").exists():  # resume: the transfer the vectors came from
+    if has_transfer:  # resume: the transfer the vectors came from
         transfer = Transfer.load(out / "transfer")
     else:
         # Last-token rows only: steering vectors live at the last token, and mixing in mean-pooled
@@ -242,7 +250,7 @@ def run_grid(
     Each cell is saved in ``out_dir/<parent>__<child>`` and resumes from there.
     """
     base = config or TransferConfig()
-    models = _Models()
+    models = _Models(device=base.device)
     results = []
     for parent in parents:
         vectors = None
