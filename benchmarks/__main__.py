@@ -1,13 +1,13 @@
 """Benchmarks: every ratio is measured side by side in one run on the same model and inputs.
 
-    python -m benchmarks [--quick] [--out benchmarks/results.json]
+    python -m benchmarks [--quick] [--device cuda] [--out benchmarks/results.json]
 
 1. sweep: the paper's loop (one λ at a time, one example at a time, ``TransformerBridge.generate``
    / one full forward per choice) vs xsteer's per-row-λ batched engine, same answers checked;
 2. steering overhead: steered vs unsteered batched generation at batch 1, 8, 32;
 3. extraction: ``collect_activations`` vs a bare Hugging Face forward with all hidden states, and
    load + 64-pair extraction time of both embedded models;
-4. peak resident memory of the process after each part.
+4. peak resident memory of the process after each part (and peak GPU memory on a GPU).
 """
 
 from __future__ import annotations
@@ -29,13 +29,23 @@ from xsteer.steer import steer
 from xsteer.tasks import load_task
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _peak_mb() -> dict:
+    peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _timed(fn):
+    _sync()
     start = time.perf_counter()
     out = fn()
+    _sync()
     return time.perf_counter() - start, out
 
 
@@ -65,7 +75,8 @@ def sweep_generate(model, vectors, n_items: int, max_new_tokens: int) -> dict:
             for ex in examples:  # the same prompt tokens as the engine (chat template, prefix + suffix)
                 p = task.prompt(ex, model.tokenizer)
                 prefix = model.tokenizer(p.prefix, add_special_tokens=not p.chat)["input_ids"]
-                ids = torch.tensor([prefix + model.tokenizer(p.suffix, add_special_tokens=False)["input_ids"]])
+                suffix = model.tokenizer(p.suffix, add_special_tokens=False)["input_ids"]
+                ids = torch.tensor([prefix + suffix], device=model.cfg.device)
                 with steer(model, vectors, lam):
                     out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, verbose=False,
                                          stop_at_eos=True)
@@ -87,12 +98,13 @@ def sweep_loglik(model, vectors, n_items: int) -> dict:
         tok = model.tokenizer
         for lam in grid:
             for ex in examples:
-                ctx = tok(task.prompt(ex).text)["input_ids"]
+                p = task.prompt(ex)  # the engine's prompt tokens: prefix and suffix tokenized apart
+                ctx = tok(p.prefix)["input_ids"] + tok(p.suffix, add_special_tokens=False)["input_ids"]
                 scores = []
                 for cont in task.continuations(ex):
                     ids = tok(cont, add_special_tokens=False)["input_ids"]
                     with torch.inference_mode(), steer(model, vectors, lam):
-                        logits = model(torch.tensor([ctx + ids]))
+                        logits = model(torch.tensor([ctx + ids], device=model.cfg.device))
                     lp = torch.log_softmax(logits[0].float(), -1)
                     scores.append(sum(float(lp[len(ctx) - 1 + t, i]) for t, i in enumerate(ids)))
                 preds[(ex.id, lam)] = ex.choices[max(range(len(scores)), key=scores.__getitem__)][0]
@@ -107,7 +119,7 @@ def steering_overhead(model, vectors, batch_sizes=(1, 8, 32), new_tokens: int = 
     prompts = ["Question: What is 12 plus 30?\nAnswer:"]
     out = {}
     for b in batch_sizes:
-        enc = model.tokenizer(prompts * b, return_tensors="pt", padding=True)
+        enc = model.tokenizer(prompts * b, return_tensors="pt", padding=True).to(model.cfg.device)
         kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                   pad_token_id=model.tokenizer.pad_token_id)
 
@@ -138,7 +150,7 @@ def extraction(model, n_pairs: int) -> dict:
     def bare():
         with torch.inference_mode():
             for i in range(0, len(texts), 16):
-                enc = model.tokenizer(texts[i:i + 16], return_tensors="pt", padding=True)
+                enc = model.tokenizer(texts[i:i + 16], return_tensors="pt", padding=True).to(model.cfg.device)
                 model.original_model(**enc, output_hidden_states=True)
 
     bare()
@@ -149,11 +161,11 @@ def extraction(model, n_pairs: int) -> dict:
             "extract_pca_s": t_extract}
 
 
-def loading_and_extraction(n_pairs: int = 64) -> dict:
+def loading_and_extraction(device: str | None, n_pairs: int = 64, names=("gemma-3-270m", "smollm2-135m")) -> dict:
     """Load time of each embedded model (converted folder cached) and extraction of ``n_pairs`` pairs."""
     out = {}
-    for name in ("gemma-3-270m", "smollm2-135m"):
-        t_load, model = _timed(lambda: load_model(name))
+    for name in names:
+        t_load, model = _timed(lambda: load_model(name, device=device))
         t_extract, _ = _timed(lambda: extract_vectors(model, arithmetic_pairs(n_pairs), "pca"))
         out[name] = {"load_cached_s": t_load, f"extract_{n_pairs}_pairs_s": t_extract}
     return out
@@ -162,26 +174,34 @@ def loading_and_extraction(n_pairs: int = 64) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="Fewer items (a smoke run).")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when visible).")
+    parser.add_argument("--n-gen", type=int, default=None, help="Items of the generation sweep (default 4).")
+    parser.add_argument("--child-only", action="store_true", help="Load and time only the child model.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args()
     n_gen, n_ll, tokens = (2, 3, 24) if args.quick else (4, 8, 48)
+    n_gen = args.n_gen or n_gen
     torch.manual_seed(0)
-    model = load_model("smollm2-135m")
+    model = load_model("smollm2-135m", device=args.device)
     vectors = extract_vectors(model, arithmetic_pairs(32), "pca")
-    results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                           "torch": torch.__version__, "device": str(model.cfg.device)}}
+    machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+               "torch": torch.__version__, "device": str(model.cfg.device)}
+    if torch.cuda.is_available():
+        machine["gpu"] = torch.cuda.get_device_name()
+    results = {"machine": machine}
+    names = ("smollm2-135m",) if args.child_only else ("gemma-3-270m", "smollm2-135m")
     for name, fn in [
-        ("loading_and_extraction", loading_and_extraction),
+        ("loading_and_extraction", lambda: loading_and_extraction(args.device, names=names)),
         ("extraction", lambda: extraction(model, 32)),
         ("steering_overhead", lambda: steering_overhead(model, vectors)),
         ("sweep_loglik", lambda: sweep_loglik(model, vectors, n_ll)),
         ("sweep_generate", lambda: sweep_generate(model, vectors, n_gen, tokens)),
     ]:
         results[name] = fn()
-        results[name]["peak_rss_mb"] = _peak_mb()
+        results[name].update(_peak_mb())
         print(name, json.dumps(results[name], indent=1), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))  # after every part: survives a kill
     print(f"\nwrote {args.out}")
 
 

@@ -59,7 +59,8 @@ def test_batched_grid_equals_one_lambda_at_a_time(child, vectors):
 def _full_sequence_scores(model, task, example, vectors, lam):
     """Reference: each choice scored on its own unpadded, uncached full sequence."""
     tok, scores = model.tokenizer, []
-    ctx = tok(task.prompt(example).text)["input_ids"]
+    p = task.prompt(example)  # prefix and suffix tokenized apart, as the engine does
+    ctx = tok(p.prefix)["input_ids"] + tok(p.suffix, add_special_tokens=False)["input_ids"]
     for cont in task.continuations(example):
         ids = tok(cont, add_special_tokens=False)["input_ids"]
         with torch.no_grad(), steer(model, vectors, lam):
@@ -69,10 +70,13 @@ def _full_sequence_scores(model, task, example, vectors, lam):
     return scores
 
 
-def test_loglik_cached_scores_equal_full_sequences(child, vectors, data_dir):
-    task = load_task("arc-easy", data_dir=data_dir, k_shot=1)
+@pytest.mark.parametrize("prefix_cache", [True, False])
+def test_loglik_cached_scores_equal_full_sequences(child, vectors, data_dir, prefix_cache):
+    """Shared few-shot prefix (per λ) + question cache shared by the choices == each choice scored
+    on its own uncached, unpadded sequence."""
+    task = load_task("arc-easy", data_dir=data_dir, k_shot=2)
     examples = task.split("test")[:3]
-    ev = Evaluator(child, task, batch_size=64, progress=False)
+    ev = Evaluator(child, task, batch_size=64, prefix_cache=prefix_cache, progress=False)
     got = ev.sweep(examples, "test", "c", vectors, [0.0, 3.0])
     for lam, records in got.items():
         for ex, rec in zip(examples, records):

@@ -69,7 +69,8 @@ class Evaluator:
     ``mode`` is the task's: "generate" (greedy, KV-cached, batched, stops at the answer line or EOS)
     or "loglik" (multiple choice by summed continuation log-probability of the plain-format prompt;
     ``loglik_norm=True`` divides by the continuation's length in characters). ``prefix_cache``
-    reuses the KV cache of the task's shared few-shot prefix across the examples of a batch. Records already in ``store`` are never recomputed.
+    reuses the KV cache of the task's shared few-shot prefix across the examples of a batch (both
+    modes). Records already in ``store`` are never recomputed.
     """
 
     def __init__(
@@ -182,10 +183,11 @@ class Evaluator:
             meta=meta or {},
         )
 
-    def _prompt_ids(self, example: Example) -> tuple[str, list[int], list[int]]:
+    def _prompt_ids(self, example: Example, chat: bool) -> tuple[str, list[int], list[int]]:
         """A prompt's text and the token ids of its shared prefix and of its own suffix, tokenized
-        apart so that the prefix is the same token sequence for every example."""
-        rendered = self.task.prompt(example, self.tokenizer)
+        apart so that the prefix is the same token sequence for every example. ``chat=False``
+        renders the plain format."""
+        rendered = self.task.prompt(example, self.tokenizer if chat else None)
         special = not rendered.chat  # a chat template already wrote BOS
         prefix = self.tokenizer(rendered.prefix, add_special_tokens=special)["input_ids"]
         suffix = self.tokenizer(rendered.suffix, add_special_tokens=False)["input_ids"]
@@ -200,31 +202,40 @@ class Evaluator:
         cache.batch_select_indices(torch.tensor([distinct.index(l) for l in lams], device=ids.device))
         return cache
 
-    @torch.inference_mode()
-    def _generate(self, batch: list[_Row], split, condition, vectors, sampling: dict | None) -> list[Record]:
-        """Greedy (or sampled) generation of every row; with ``prefix_cache`` the few-shot prefix is
-        computed once per distinct λ of the batch and padding goes between prefix and suffix."""
-        texts, prefixes, suffixes = zip(*(self._prompt_ids(r.example) for r in batch))
-        lams = [r.lam for r in batch]
-        pad, width = self.tokenizer.pad_token_id, max(map(len, suffixes))
-        kwargs = dict(
-            max_new_tokens=self.max_new_tokens,
-            pad_token_id=pad,
-            stop_strings=self.task.stop_strings() or None,
-            tokenizer=self.tokenizer,
-        )
+    def _layout(self, prefixes, suffixes, vectors, lams):
+        """Token ids and attention mask of a batch of prompts, plus the KV cache of their common
+        prefix (``None`` without one): with the cache, padding goes between prefix and suffix and
+        only the suffixes remain to be run."""
+        pad, device = self.tokenizer.pad_token_id, self.model.cfg.device
         prefix = prefixes[0]
         if self.prefix_cache and prefix and all(p == prefix for p in prefixes):
+            width = max(map(len, suffixes))
             ids = [prefix + [pad] * (width - len(s)) + s for s in suffixes]
             mask = [[1] * len(prefix) + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
-            kwargs["past_key_values"] = self._prefix_cache(prefix, vectors, lams)
+            cache = self._prefix_cache(prefix, vectors, lams)
         else:
             full = [p + s for p, s in zip(prefixes, suffixes)]
             longest = max(map(len, full))
             ids = [[pad] * (longest - len(f)) + f for f in full]
             mask = [[0] * (longest - len(f)) + [1] * len(f) for f in full]
-        device = self.model.cfg.device
-        ids, mask = torch.tensor(ids, device=device), torch.tensor(mask, device=device)
+            cache = None
+        return torch.tensor(ids, device=device), torch.tensor(mask, device=device), cache
+
+    @torch.inference_mode()
+    def _generate(self, batch: list[_Row], split, condition, vectors, sampling: dict | None) -> list[Record]:
+        """Greedy (or sampled) generation of every row; with ``prefix_cache`` the few-shot prefix is
+        computed once per distinct λ of the batch."""
+        texts, prefixes, suffixes = zip(*(self._prompt_ids(r.example, chat=True) for r in batch))
+        lams = [r.lam for r in batch]
+        ids, mask, cache = self._layout(prefixes, suffixes, vectors, lams)
+        kwargs = dict(
+            max_new_tokens=self.max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stop_strings=self.task.stop_strings() or None,
+            tokenizer=self.tokenizer,
+        )
+        if cache is not None:
+            kwargs["past_key_values"] = cache
         if sampling:  # seeded per batch: reproducible for the same batches
             torch.manual_seed(sampling["seed"] + sum(r.sample for r in batch) + len(batch))
             kwargs.update(do_sample=True, temperature=sampling["temperature"], top_p=1.0, top_k=0)
@@ -240,22 +251,22 @@ class Evaluator:
 
     @torch.inference_mode()
     def _loglik(self, batch: list[_Row], split, condition, vectors) -> list[Record]:
-        """Score every choice: the context runs once per row, its KV cache is shared by the choices."""
+        """Score every choice of the plain-format prompt: the shared few-shot prefix runs once per
+        distinct λ, each row's question once, and the question's KV cache is shared by its choices."""
         tok, hf, device = self.tokenizer, self.model.original_model, self.model.cfg.device
-        prompts = [self.task.prompt(r.example).text for r in batch]  # plain format: no chat turns
-        ctx = [tok(p)["input_ids"] for p in prompts]
+        prompts, prefixes, suffixes = zip(*(self._prompt_ids(r.example, chat=False) for r in batch))
         conts = [
             [tok(c, add_special_tokens=False)["input_ids"] for c in self.task.continuations(r.example)]
             for r in batch
         ]
         lams = [r.lam for r in batch]
-        width = max(map(len, ctx))
-        ids = torch.tensor([[tok.pad_token_id] * (width - len(c)) + c for c in ctx], device=device)
-        mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in ctx], device=device)
+        ids, mask, cache = self._layout(prefixes, suffixes, vectors, lams)
+        cached = 0 if cache is None else len(prefixes[0])
         with self.model.hooks(fwd_hooks=self._hooks(vectors, lams)):
             out = hf(
-                input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                use_cache=True, logits_to_keep=1,
+                input_ids=ids[:, cached:], attention_mask=mask,
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, cached:],
+                past_key_values=cache, use_cache=True, logits_to_keep=1,
             )
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each choice's 1st token
 
