@@ -7,7 +7,9 @@
 2. steering overhead: steered vs unsteered batched generation at batch 1, 8, 32;
 3. extraction: ``collect_activations`` vs a bare Hugging Face forward with all hidden states, and
    load + 64-pair extraction time of both embedded models;
-4. peak resident memory of the process after each part (and peak GPU memory on a GPU).
+4. peers: the same sweeps through `repeng` and `steering-vectors` in their own venvs
+   (``bash benchmarks/peer_runner/setup.sh`` first; skipped with a note when missing);
+5. peak resident memory of the process after each part (and peak GPU memory on a GPU).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.peer_sweep import peers
 from xsteer.contrast import arithmetic_pairs
 from xsteer.evaluate import PAPER_LAMBDAS, Evaluator
 from xsteer.extract import collect_activations, extract_vectors
@@ -177,6 +180,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when visible).")
     parser.add_argument("--n-gen", type=int, default=None, help="Items of the generation sweep (default 4).")
     parser.add_argument("--child-only", action="store_true", help="Load and time only the child model.")
+    parser.add_argument("--no-peers", action="store_true", help="Skip repeng / steering-vectors.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args()
     n_gen, n_ll, tokens = (2, 3, 24) if args.quick else (4, 8, 48)
@@ -196,6 +200,7 @@ def main() -> None:
         ("steering_overhead", lambda: steering_overhead(model, vectors)),
         ("sweep_loglik", lambda: sweep_loglik(model, vectors, n_ll)),
         ("sweep_generate", lambda: sweep_generate(model, vectors, n_gen, tokens)),
+        *([] if args.no_peers else [("peers", lambda: peers(model, vectors, n_gen, n_ll, tokens))]),
     ]:
         results[name] = fn()
         results[name].update(_peak_mb())

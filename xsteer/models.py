@@ -302,8 +302,9 @@ def _tiny_config(arch: str, n_layers: int, d_model: int, vocab: int):
     return config
 
 
-def tiny_model(arch: str = "llama", n_layers: int = 2, d_model: int = 64, seed: int = 0):
-    """A random-weight model of a real architecture with a byte-level tokenizer, as a bridge."""
+def tiny_model(arch: str = "llama", n_layers: int = 2, d_model: int = 64, seed: int = 0, device: str = "cpu"):
+    """A random-weight model of a real architecture with a byte-level tokenizer, as a bridge
+    (weights drawn on the CPU, so a seed gives the same model on every device)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if n_layers < 1 or d_model < 16 or d_model % 16:
@@ -314,6 +315,6 @@ def tiny_model(arch: str = "llama", n_layers: int = 2, d_model: int = 64, seed: 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         hf_model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    bridge = _boot(tok_dir, hf_model, tokenizer, "cpu")
+    bridge = _boot(tok_dir, hf_model.to(device), tokenizer, device)
     bridge.cfg.model_name = f"tiny-{arch}-L{n_layers}-d{d_model}-s{seed}"
     return bridge

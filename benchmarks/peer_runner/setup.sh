@@ -7,8 +7,9 @@
 # Each gets the newest torch / transformers / numpy that its library accepts, as pip resolves them.
 # torch is the CPU build: from $TORCH_INDEX (PyTorch's CPU index) when that is reachable, else
 # $TORCH_SPEC (default torch==2.13.0, the CPU wheel this project's Makefile installs, which pip finds
-# in its configured find-links). Idempotent: a venv whose imports already work is left alone
-# (FORCE=1 rebuilds). The resolved versions are printed and written to <venv>/peer-versions.txt.
+# in its configured find-links; a GPU user sets TORCH_SPEC=torch or a CUDA build, and FORCE=1).
+# Idempotent: a venv whose imports already work is left alone (FORCE=1 rebuilds). The resolved
+# versions are printed and written to <venv>/peer-versions.txt.
 #
 #   bash benchmarks/peer_runner/setup.sh [repeng] [steering-vectors]
 set -euo pipefail
@@ -16,6 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 TORCH_INDEX="${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+[ -n "${TORCH_SPEC:-}" ] && TORCH_SPEC_SET=1
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 PEERS=("$@")
 [ ${#PEERS[@]} -eq 0 ] && PEERS=(repeng steering-vectors)
@@ -42,13 +44,17 @@ EOF
   echo "== $(basename "$1"):"; sed 's/^/   /' "$1/peer-versions.txt"
 }
 
+pip_in() {  # $1 venv, then pip arguments; drops pip's notes about absent local index folders
+  local venv="$1"; shift
+  { "$venv/bin/python" -m pip "$@" 2>&1; } | { grep -v "^WARNING: Location 'file:" || true; }
+}
+
 install_torch() {  # $1 venv
-  local pip="$1/bin/python -m pip"
-  if curl -sfI --max-time 5 "$TORCH_INDEX/" >/dev/null 2>&1; then
-    $pip install -q torch --index-url "$TORCH_INDEX"
+  if [ -z "${TORCH_SPEC_SET:-}" ] && curl -sfI --max-time 5 "$TORCH_INDEX/" >/dev/null 2>&1; then
+    pip_in "$1" install -q torch --index-url "$TORCH_INDEX"
   else
-    echo "   $TORCH_INDEX unreachable: installing $TORCH_SPEC (CPU wheel from pip's find-links)"
-    $pip install -q "$TORCH_SPEC"
+    echo "   installing $TORCH_SPEC (the CPU wheel from pip's find-links unless TORCH_SPEC says otherwise)"
+    pip_in "$1" install -q "$TORCH_SPEC"
   fi
 }
 
@@ -64,11 +70,11 @@ for peer in "${PEERS[@]}"; do
   echo "== building $(basename "$venv") with $("$PYTHON" --version)"
   rm -rf "$venv"
   "$PYTHON" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
+  pip_in "$venv" install -q --upgrade pip
   install_torch "$venv"
   # No version pins of ours: pip picks the newest transformers / numpy the peer allows, keeping the
   # CPU torch above (it satisfies both peers' torch requirements).
-  "$venv/bin/python" -m pip install -q "$peer" transformers numpy safetensors
+  pip_in "$venv" install -q "$peer" transformers numpy safetensors
   "$venv/bin/python" -c "$check"
   record_versions "$venv" "$peer"
 done
