@@ -117,6 +117,30 @@ def sweep_loglik(model, vectors, n_items: int) -> dict:
     return _versus(paper_loop, lambda: _engine_answers(engine, examples, vectors, grid))
 
 
+def prefix_reuse(model, n_items: int = 50, batch_size: int = 32, k_shot: int = 5) -> dict:
+    """Prompt tokens computed per example for a 5-shot GSM8K grid sweep, with the engine's batches
+    (λ-major rows, one prefix KV cache per distinct λ of a batch) vs every row computing its whole
+    prompt. Counts tokens; needs $XSTEER_DATA_DIR."""
+    import os
+
+    if not os.environ.get("XSTEER_DATA_DIR"):
+        return {"skipped": "set XSTEER_DATA_DIR to the benchmark data folder"}
+    task = load_task("gsm8k", k_shot=k_shot)
+    engine = Evaluator(model, task, batch_size=batch_size, progress=False)
+    examples = task.split("test")[:n_items]
+    grid = [0.0, *PAPER_LAMBDAS]
+    ids = {ex.id: engine._prompt_ids(ex, chat=True)[1:] for ex in examples}
+    rows = [(ex.id, lam) for lam in grid for ex in examples]  # the engine's row order
+    full = reused = 0
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        full += sum(len(ids[e][0]) + len(ids[e][1]) for e, _ in batch)
+        reused += len({lam for _, lam in batch}) * len(ids[batch[0][0]][0]) + sum(len(ids[e][1]) for e, _ in batch)
+    return {"rows": len(rows), "prefix_tokens": len(ids[examples[0].id][0]),
+            "tokens_per_row_full": full / len(rows), "tokens_per_row_reused": reused / len(rows),
+            "ratio": full / reused}
+
+
 def steering_overhead(model, vectors, batch_sizes=(1, 8, 32), new_tokens: int = 32) -> dict:
     """Steered vs unsteered greedy generation of a fixed number of tokens (same path, same batch)."""
     prompts = ["Question: What is 12 plus 30?\nAnswer:"]
@@ -197,6 +221,7 @@ def main() -> None:
     for name, fn in [
         ("loading_and_extraction", lambda: loading_and_extraction(args.device, names=names)),
         ("extraction", lambda: extraction(model, 32)),
+        ("prefix_reuse", lambda: prefix_reuse(model)),
         ("steering_overhead", lambda: steering_overhead(model, vectors)),
         ("sweep_loglik", lambda: sweep_loglik(model, vectors, n_ll)),
         ("sweep_generate", lambda: sweep_generate(model, vectors, n_gen, tokens)),

@@ -113,7 +113,9 @@ class Evaluator:
         if vectors is None and any(l != 0 for l in lambdas):
             raise ValueError("Non-zero λ needs steering vectors; pass vectors or lambdas=[0.0].")
         lambdas = [float(l) for l in lambdas]
-        rows = [_Row(ex, lam) for ex in examples for lam in lambdas]
+        # λ-major: a batch holds many examples of few λ values, so each few-shot prefix KV cache
+        # (one per distinct λ of a batch) serves many rows.
+        rows = [_Row(ex, lam) for lam in lambdas for ex in examples]
         self._run(rows, split, condition, vectors)
         return {
             lam: [self.store[(split, condition, ex.id, lam, 0)] for ex in examples] for lam in lambdas

@@ -83,11 +83,19 @@ def steering_hooks(
     if lam_t.ndim > 1:
         raise ValueError("λ must be a float or a 1-D tensor with one value per batch row.")
 
+    moved: dict[tuple, torch.Tensor] = {}  # per (what, device, dtype): no host copy per step on a GPU
+
+    def on(t: torch.Tensor, key, x: torch.Tensor) -> torch.Tensor:
+        k = (key, x.device, x.dtype)
+        if k not in moved:
+            moved[k] = t.to(device=x.device, dtype=x.dtype)
+        return moved[k]
+
     def make(layer: int):
         base = vectors[layer] * coef[layer]
 
         def hook(x: torch.Tensor, hook) -> torch.Tensor:
-            v = base.to(device=x.device, dtype=x.dtype)
+            v = on(base, layer, x)
             if lam_t.ndim == 0:
                 return x + lam_t.item() * v
             if lam_t.shape[0] != x.shape[0]:
@@ -95,7 +103,7 @@ def steering_hooks(
                     f"Per-row λ has {lam_t.shape[0]} values but the batch has {x.shape[0]} rows; "
                     "pass one λ per row."
                 )
-            return x + lam_t.to(device=x.device, dtype=x.dtype)[:, None, None] * v
+            return x + on(lam_t, "lam", x)[:, None, None] * v
 
         return hook
 
