@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--n-gen", type=int, default=None, help="Items of the generation sweep (default 4).")
     parser.add_argument("--child-only", action="store_true", help="Load and time only the child model.")
     parser.add_argument("--no-peers", action="store_true", help="Skip repeng / steering-vectors.")
+    parser.add_argument("--only", default=None, help="Comma-separated parts to run (default: all).")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args()
     n_gen, n_ll, tokens = (2, 3, 24) if args.quick else (4, 8, 48)
@@ -227,6 +228,8 @@ def main() -> None:
         ("sweep_generate", lambda: sweep_generate(model, vectors, n_gen, tokens)),
         *([] if args.no_peers else [("peers", lambda: peers(model, vectors, n_gen, n_ll, tokens))]),
     ]:
+        if args.only and name not in args.only.split(","):
+            continue
         results[name] = fn()
         results[name].update(_peak_mb())
         print(name, json.dumps(results[name], indent=1), flush=True)
