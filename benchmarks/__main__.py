@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import time
@@ -25,7 +26,7 @@ import torch
 
 from benchmarks.peer_sweep import peers
 from xsteer.contrast import arithmetic_pairs
-from xsteer.evaluate import PAPER_LAMBDAS, Evaluator
+from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, _grid_rows
 from xsteer.extract import collect_activations, extract_vectors
 from xsteer.models import load_model
 from xsteer.steer import steer
@@ -72,13 +73,13 @@ def sweep_generate(model, vectors, n_items: int, max_new_tokens: int) -> dict:
     examples = task.split("test")[:n_items]
     grid = [0.0, *PAPER_LAMBDAS]
 
+    engine = Evaluator(model, task, batch_size=32, max_new_tokens=max_new_tokens, progress=False)
+
     def paper_loop():
         answers = {}
         for lam in grid:
             for ex in examples:  # the same prompt tokens as the engine (chat template, prefix + suffix)
-                p = task.prompt(ex, model.tokenizer)
-                prefix = model.tokenizer(p.prefix, add_special_tokens=not p.chat)["input_ids"]
-                suffix = model.tokenizer(p.suffix, add_special_tokens=False)["input_ids"]
+                _, prefix, suffix = engine._prompt_ids(ex, chat=True)
                 ids = torch.tensor([prefix + suffix], device=model.cfg.device)
                 with steer(model, vectors, lam):
                     out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, verbose=False,
@@ -86,7 +87,6 @@ def sweep_generate(model, vectors, n_items: int, max_new_tokens: int) -> dict:
                 answers[(ex.id, lam)] = task.extract(model.tokenizer.decode(out[0, ids.shape[1]:]))
         return answers
 
-    engine = Evaluator(model, task, batch_size=32, max_new_tokens=max_new_tokens, progress=False)
     return _versus(paper_loop, lambda: _engine_answers(engine, examples, vectors, grid))
 
 
@@ -96,13 +96,15 @@ def sweep_loglik(model, vectors, n_items: int) -> dict:
     examples = task.split("test")[:n_items]
     grid = [0.0, *PAPER_LAMBDAS]
 
+    engine = Evaluator(model, task, batch_size=64, progress=False)
+
     def paper_loop():
         preds = {}
         tok = model.tokenizer
         for lam in grid:
             for ex in examples:
-                p = task.prompt(ex)  # the engine's prompt tokens: prefix and suffix tokenized apart
-                ctx = tok(p.prefix)["input_ids"] + tok(p.suffix, add_special_tokens=False)["input_ids"]
+                _, prefix, suffix = engine._prompt_ids(ex, chat=False)  # the engine's prompt tokens
+                ctx = prefix + suffix
                 scores = []
                 for cont in task.continuations(ex):
                     ids = tok(cont, add_special_tokens=False)["input_ids"]
@@ -113,7 +115,6 @@ def sweep_loglik(model, vectors, n_items: int) -> dict:
                 preds[(ex.id, lam)] = ex.choices[max(range(len(scores)), key=scores.__getitem__)][0]
         return preds
 
-    engine = Evaluator(model, task, batch_size=64, progress=False)
     return _versus(paper_loop, lambda: _engine_answers(engine, examples, vectors, grid))
 
 
@@ -121,8 +122,6 @@ def prefix_reuse(model, n_items: int = 50, batch_size: int = 32, k_shot: int = 5
     """Prompt tokens computed per example for a 5-shot GSM8K grid sweep, with the engine's batches
     (λ-major rows, one prefix KV cache per distinct λ of a batch) vs every row computing its whole
     prompt. Counts tokens; needs $XSTEER_DATA_DIR."""
-    import os
-
     if not os.environ.get("XSTEER_DATA_DIR"):
         return {"skipped": "set XSTEER_DATA_DIR to the benchmark data folder"}
     task = load_task("gsm8k", k_shot=k_shot)
@@ -130,7 +129,7 @@ def prefix_reuse(model, n_items: int = 50, batch_size: int = 32, k_shot: int = 5
     examples = task.split("test")[:n_items]
     grid = [0.0, *PAPER_LAMBDAS]
     ids = {ex.id: engine._prompt_ids(ex, chat=True)[1:] for ex in examples}
-    rows = [(ex.id, lam) for lam in grid for ex in examples]  # the engine's row order
+    rows = [(r.example.id, r.lam) for r in _grid_rows(examples, grid)]  # the engine's batch order
     full = reused = 0
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]

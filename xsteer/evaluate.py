@@ -63,6 +63,13 @@ class _Row:
     sample: int = 0
 
 
+def _grid_rows(examples: Sequence[Example], lambdas: Sequence[float]) -> list[_Row]:
+    """The rows of a grid sweep in the order they are batched: λ-major, so a batch holds many
+    examples of few λ values and each few-shot prefix KV cache (one per distinct λ of a batch)
+    serves many rows."""
+    return [_Row(ex, lam) for lam in lambdas for ex in examples]
+
+
 class Evaluator:
     """Runs a task on a (child) model under steering and keeps every answer as a ``Record``.
 
@@ -113,10 +120,7 @@ class Evaluator:
         if vectors is None and any(l != 0 for l in lambdas):
             raise ValueError("Non-zero λ needs steering vectors; pass vectors or lambdas=[0.0].")
         lambdas = [float(l) for l in lambdas]
-        # λ-major: a batch holds many examples of few λ values, so each few-shot prefix KV cache
-        # (one per distinct λ of a batch) serves many rows.
-        rows = [_Row(ex, lam) for lam in lambdas for ex in examples]
-        self._run(rows, split, condition, vectors)
+        self._run(_grid_rows(examples, lambdas), split, condition, vectors)
         return {
             lam: [self.store[(split, condition, ex.id, lam, 0)] for ex in examples] for lam in lambdas
         }

@@ -170,7 +170,7 @@ def _boot(name: str, hf_model, tokenizer, device: str | None):
     return bridge
 
 
-def _load_folder(folder: Path, name: str, device: str | None, dtype: torch.dtype):
+def _load_folder(folder: Path, name: str, device: str, dtype: torch.dtype):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     config = AutoConfig.from_pretrained(folder)
@@ -180,9 +180,7 @@ def _load_folder(folder: Path, name: str, device: str | None, dtype: torch.dtype
             '"architectures": ["LlamaForCausalLM"] so the bridge can pick its adapter.'
         )
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    if device:
-        hf_model = hf_model.to(device)
+    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
     bridge = _boot(str(folder), hf_model, tokenizer, device)
     bridge.cfg.model_name = name
     return bridge
