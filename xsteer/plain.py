@@ -1,0 +1,127 @@
+"""A plain Hugging Face view of a bridged model: the same weights, the library's fused attention,
+and hooks only at the decoder-layer outputs that ``blocks.{l}.hook_resid_post`` names.
+
+TransformerBridge reimplements attention step by step (so that every hook point fires) and adds
+Python work at each of them; the evaluation engine only needs the residual stream after each
+block. The view runs the original Hugging Face modules (sharing parameters with the bridge, no
+copy) with SDPA attention where the architecture allows it, and applies the same hook functions
+at the same points.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["PlainView", "plain_view", "sliding_window"]
+
+_RESID_POST = re.compile(r"blocks\.(\d+)\.hook_resid_post")
+_HOOK_DICTS = (
+    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
+    "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
+)
+
+
+@dataclass
+class PlainView:
+    """The Hugging Face causal LM under a bridge (``model``) and its decoder layers (``layers``)."""
+
+    model: nn.Module
+    layers: list[nn.Module]
+    device: torch.device
+
+    @contextlib.contextmanager
+    def hooks(self, fwd_hooks: Sequence[tuple[str, Callable]] = ()) -> Iterator[None]:
+        """Like ``TransformerBridge.hooks``, for ``blocks.{l}.hook_resid_post`` names only: each
+        ``fn(resid, hook)`` replaces the output of decoder layer l (``hook`` is None)."""
+        handles = []
+        try:
+            for name, fn in fwd_hooks:
+                match = _RESID_POST.fullmatch(name)
+                if match is None:
+                    raise ValueError(
+                        f"The plain view hooks only blocks.{{l}}.hook_resid_post, not {name!r}; "
+                        "run the bridge itself for other hook points."
+                    )
+                handles.append(self.layers[int(match.group(1))].register_forward_hook(_replace_output(fn)))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def _replace_output(fn: Callable) -> Callable:
+    def hook(module, args, output):
+        if isinstance(output, tuple):
+            return (fn(output[0], None), *output[1:])
+        return fn(output, None)
+
+    return hook
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    while getattr(module, "original_component", None) is not None and module.original_component is not module:
+        module = module.original_component
+    return module
+
+
+def sliding_window(config) -> int | None:
+    """The attention window of a model with sliding-window layers, else None."""
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if types is not None and "sliding_attention" not in types:
+        return None
+    return window
+
+
+def _attention(config) -> str:
+    """SDPA unless the architecture needs eager attention (logit soft-capping, no SDPA support)."""
+    if getattr(config, "attn_logit_softcapping", None) is not None:
+        return "eager"
+    return "sdpa"
+
+
+def _build(bridge) -> PlainView:
+    hf = bridge.original_model
+    config = copy.copy(hf.config)
+    if getattr(type(_unwrap(hf)), "_supports_sdpa", False):
+        config._attn_implementation = _attention(config)
+    mirrors: dict[int, nn.Module] = {}
+
+    def mirror(module: nn.Module) -> nn.Module:
+        original = _unwrap(module)
+        clone = copy.copy(original)
+        clone.__dict__ = dict(original.__dict__)
+        clone._parameters = dict(original._parameters)  # the same Parameter objects: shared weights
+        clone._buffers = dict(original._buffers)
+        clone._modules = {k: None if v is None else mirror(v) for k, v in original._modules.items()}
+        for name in _HOOK_DICTS:
+            if name in clone.__dict__:
+                clone.__dict__[name] = type(original.__dict__[name])()
+        if "config" in clone.__dict__:
+            clone.config = config
+        mirrors[id(original)] = clone
+        return clone
+
+    model = mirror(hf)
+    layers = [mirrors[id(_unwrap(block))] for block in bridge.blocks]
+    return PlainView(model=model, layers=layers, device=next(hf.parameters()).device)
+
+
+_VIEWS: "weakref.WeakKeyDictionary[nn.Module, PlainView]" = weakref.WeakKeyDictionary()
+
+
+def plain_view(bridge) -> PlainView:
+    """The plain view of ``bridge``, built once per bridge (again if the bridge changed device)."""
+    view = _VIEWS.get(bridge)
+    if view is None or view.device != next(bridge.original_model.parameters()).device:
+        view = _VIEWS[bridge] = _build(bridge)
+    return view
