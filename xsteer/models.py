@@ -266,7 +266,7 @@ def _tiny_tokenizer_dir() -> str:
     return folder
 
 
-def _tiny_config(arch: str, n_layers: int, d_model: int, vocab: int):
+def _tiny_config(arch: str, n_layers: int, d_model: int, vocab: int, overrides: dict):
     import transformers as tf
 
     heads = max(2, d_model // 16)
@@ -295,24 +295,28 @@ def _tiny_config(arch: str, n_layers: int, d_model: int, vocab: int):
     if arch not in table:
         raise ValueError(f"Unknown tiny architecture {arch!r}; choose one of {TINY_ARCHS}.")
     cls, architecture, extra = table[arch]
-    config = cls(**{**common, **extra})
+    config = cls(**{**common, **extra, **overrides})
     config.architectures = [architecture]
     return config
 
 
-def tiny_model(arch: str = "llama", n_layers: int = 2, d_model: int = 64, seed: int = 0, device: str = "cpu"):
+def tiny_model(
+    arch: str = "llama", n_layers: int = 2, d_model: int = 64, seed: int = 0, device: str = "cpu", **overrides
+):
     """A random-weight model of a real architecture with a byte-level tokenizer, as a bridge
-    (weights drawn on the CPU, so a seed gives the same model on every device)."""
+    (weights drawn on the CPU, so a seed gives the same model on every device); ``overrides``
+    replace fields of its Hugging Face config (e.g. ``sliding_window=16``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if n_layers < 1 or d_model < 16 or d_model % 16:
         raise ValueError("tiny_model needs n_layers >= 1 and d_model a multiple of 16 (>= 16).")
     tok_dir = _tiny_tokenizer_dir()
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-    config = _tiny_config(arch, n_layers, d_model, len(tokenizer))
+    config = _tiny_config(arch, n_layers, d_model, len(tokenizer), overrides)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         hf_model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     bridge = _boot(tok_dir, hf_model.to(device), tokenizer, device)
-    bridge.cfg.model_name = f"tiny-{arch}-L{n_layers}-d{d_model}-s{seed}"
+    extra = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
+    bridge.cfg.model_name = f"tiny-{arch}-L{n_layers}-d{d_model}-s{seed}{extra}"
     return bridge
