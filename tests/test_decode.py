@@ -1,0 +1,99 @@
+"""Batched decoding with drafts: the same tokens as Hugging Face greedy generation row by row,
+whatever the drafts say; seeded sampling."""
+
+import random
+
+import pytest
+import torch
+
+from xsteer.contrast import arithmetic_pairs
+from xsteer.decode import Sampling, decode, propose
+from xsteer.extract import extract_vectors
+from xsteer.models import tiny_model
+from xsteer.plain import plain_view
+from xsteer.steer import steer, steering_hooks
+
+N_NEW = 20
+
+
+def test_propose_by_hand():
+    draft = [5, 6, 7, 8, 9, 6, 7, 4]
+    assert propose([5, 6], draft, 3) == [7, 8, 9]  # still aligned: the next tokens
+    assert propose([5, 6], draft, 0) == []
+    # diverged: after the last 3 (else 2) tokens' occurrence nearest to the current position
+    assert propose([1, 2, 9, 6, 7], draft, 2) == [4]
+    assert propose([1, 9, 6, 7, 8], draft, 2) == [9, 6]
+    assert propose([1, 2, 3], draft, 4) == []
+    # nothing in the draft: after the last occurrence in a lookup sequence (the prompt)
+    assert propose([3, 1, 2], [], 2, lookup=[[1, 2, 5, 0, 1, 2, 6, 7, 8]]) == [6, 7]
+    assert propose([1, 2, 9, 6, 7], draft, 2, lookup=[[6, 7, 0]]) == [4]  # the draft comes first
+
+
+@pytest.fixture(scope="module", params=["llama", "gemma3", "phi3"])
+def setup(request):
+    model = tiny_model(request.param, n_layers=2, d_model=64, seed=1)
+    vectors = extract_vectors(model, arithmetic_pairs(4), "pca")
+    gen = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 250, (n,), generator=gen).tolist() for n in (5, 9, 12, 7)]
+    lams = torch.tensor([0.0, 2.0, 5.0, 1.0])
+    reference = []  # Hugging Face greedy generation through the bridge, one row at a time
+    for prompt, lam in zip(prompts, lams):
+        with torch.inference_mode(), steer(model, vectors, float(lam)):
+            out = model.original_model.generate(
+                input_ids=torch.tensor([prompt]), max_new_tokens=N_NEW, do_sample=False, pad_token_id=0,
+                eos_token_id=None,
+            )
+        reference.append(out[0, len(prompt):].tolist())
+    return model, vectors, prompts, lams, reference
+
+
+def _left_padded(prompts):
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    return ids, mask
+
+
+def _decode(setup, finished, **kw):
+    model, vectors, prompts, lams, _ = setup
+    ids, mask = _left_padded(prompts)
+    return decode(
+        plain_view(model), ids, mask, hooks_for=lambda rows: steering_hooks(model, vectors, lams[rows]),
+        max_new_tokens=N_NEW, finished=finished, **kw,
+    )
+
+
+def test_drafts_never_change_greedy_tokens(setup):
+    reference = setup[-1]
+    assert len({tuple(r) for r in reference}) > 1
+    stop = reference[1][7]  # an end token that stops rows at different lengths
+    expected = [r[: r.index(stop) + 1] if stop in r else r for r in reference]
+    assert len({len(e) for e in expected}) > 1
+    finished = lambda tokens: len(tokens) if tokens[-1] == stop else None
+    rng = random.Random(0)
+    drafts = {
+        "none": None,
+        "exact": reference,
+        "garbage": [[rng.randrange(250) for _ in range(30)] for _ in reference],
+        "one wrong token": [r[:5] + [r[5] + 1] + r[6:] for r in reference],
+        "another row's": reference[::-1],
+    }
+    prompts = setup[2]
+    for name, draft in drafts.items():
+        assert _decode(setup, finished, drafts=draft) == expected, name
+        assert _decode(setup, finished, drafts=draft, lookup=[p + r for p, r in zip(prompts, reference[::-1])]) == expected, name
+
+
+def test_finished_can_keep_fewer_tokens(setup):
+    reference = setup[-1]
+    got = _decode(setup, lambda tokens: 2 if len(tokens) == 4 else None, drafts=reference)
+    assert got == [r[:2] for r in reference]
+
+
+def test_sampling_is_seeded(setup):
+    never = lambda tokens: None
+    a = _decode(setup, never, sampling=Sampling(temperature=2.0, seed=1))
+    b = _decode(setup, never, sampling=Sampling(temperature=2.0, seed=1), drafts=setup[-1])  # drafts unused
+    c = _decode(setup, never, sampling=Sampling(temperature=2.0, seed=2))
+    assert a == b and a != c
+    assert all(len(row) == N_NEW for row in a)
