@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from xsteer.contrast import arithmetic_pairs
+from xsteer.choices import ChoiceTrie
 from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, check_lambdas, its_vote
 from xsteer.extract import extract_vectors
 from xsteer.models import tiny_model
@@ -87,6 +88,28 @@ def test_loglik_cached_scores_equal_full_sequences(child, vectors, data_dir, pre
             assert rec.correct == (rec.prediction == ex.answer)
 
 
+@pytest.mark.parametrize("arch", ["gemma2", "gemma3", "mistral"])
+def test_loglik_with_sliding_window_beyond_prompt_length(arch, data_dir):
+    """Prompts far longer than the attention window: the choice trie's windowed mask == the model's
+    own sliding window on each full sequence."""
+    model = tiny_model(arch, n_layers=2, d_model=48, seed=3, sliding_window=16)
+    vecs = extract_vectors(model, arithmetic_pairs(8), "pca")
+    task = load_task("arc-easy", data_dir=data_dir, k_shot=1)
+    examples = task.split("test")[:2]
+    got = Evaluator(model, task, batch_size=8, progress=False).sweep(examples, "test", "c", vecs, [0.0, 3.0])
+    for lam, records in got.items():
+        for ex, rec in zip(examples, records):
+            assert rec.meta["sum"] == pytest.approx(_full_sequence_scores(model, task, ex, vecs, lam), abs=1e-3)
+
+
+def test_choice_trie_by_hand():
+    trie = ChoiceTrie.build([[7, 8, 9], [7, 8, 5], [7, 3], [4]])
+    # nodes: proper prefixes (7,), (7, 8); the token after (7, 8) is predicted by node 1
+    assert trie.tokens == [7, 8] and trie.parents == [-1, 0] and trie.depths == [0, 1]
+    assert trie.node == {(7,): 0, (7, 8): 1}
+    assert trie.ancestry(3).tolist() == [[True, False, False], [True, True, False], [False, False, True]]
+
+
 def test_arith_loglik_choices():
     task = load_task("arith")
     assert task.mode == "loglik"
@@ -156,10 +179,11 @@ def test_bad_input(child, vectors):
         ev.sweep(task.split("test")[:1], "test", "c", None, [0.1])
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma3"])
-def test_prefix_cache_keeps_answers(arch):
-    """Few-shot prefix computed once per λ == the plain path == TransformerBridge.generate row by row."""
-    model = tiny_model(arch, n_layers=2, d_model=64, seed=5)
+@pytest.mark.parametrize("arch, window", [("llama", None), ("gemma3", None), ("gemma3", 16)])
+def test_prefix_cache_keeps_answers(arch, window):
+    """Few-shot prefix computed once per λ == the plain path == TransformerBridge.generate row by row
+    (with drafts from the neighbouring λ; a short sliding window turns prefix cache and drafts off)."""
+    model = tiny_model(arch, n_layers=2, d_model=64, seed=5, **({"sliding_window": window} if window else {}))
     vecs = extract_vectors(model, arithmetic_pairs(8), "pca")
     task = load_task("arith", mode="generate", k_shot=2)
     examples = task.split("test")[:3]

@@ -7,6 +7,7 @@ one pass per λ, with the same answers as running each λ alone.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from xsteer.choices import ChoiceTrie, tree_attention_mask
+from xsteer.decode import Sampling, decode
+from xsteer.plain import plain_view, sliding_window
 from xsteer.records import Record, RecordStore, prompt_hash
 from xsteer.steer import Scale, steering_hooks
 from xsteer.tasks import Example, Task
@@ -103,6 +107,8 @@ class Evaluator:
         self.prefix_cache = prefix_cache
         self.progress = progress
         self.tokenizer = model.tokenizer
+        eos = model.original_model.generation_config.eos_token_id
+        self._eos_ids = {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
 
     # ------------------------------------------------------------------ public
 
@@ -157,16 +163,39 @@ class Evaluator:
         todo = [r for r in rows if (split, condition, r.example.id, r.lam, r.sample) not in self.store]
         if not todo:
             return
+        batches = self._batches(todo, greedy=self.task.mode == "generate" and sampling is None)
+        lams = sorted({r.lam for r in rows})
         bar = tqdm(total=len(todo), desc=f"{split}:{condition}", disable=not self.progress, leave=False)
-        for start in range(0, len(todo), self.batch_size):
-            batch = todo[start : start + self.batch_size]
+        for batch in batches:
             if self.task.mode == "generate":
-                records = self._generate(batch, split, condition, vectors, sampling)
+                drafts = None if sampling else [self._draft(r, split, condition, lams) for r in batch]
+                records = self._generate(batch, split, condition, vectors, sampling, drafts)
             else:
                 records = self._loglik(batch, split, condition, vectors)
             self.store.add(records)
             bar.update(len(batch))
         bar.close()
+
+    def _batches(self, todo: list[_Row], greedy: bool) -> list[list[_Row]]:
+        """Batches of ``batch_size`` rows in order; for greedy generation the smallest λ's rows
+        come alone first, so that every later row has a neighbouring λ's answer as its draft."""
+        groups = [todo]
+        if greedy:
+            first = min(r.lam for r in todo)
+            groups = [[r for r in todo if r.lam == first], [r for r in todo if r.lam != first]]
+        size = self.batch_size
+        return [g[i : i + size] for g in groups for i in range(0, len(g), size)]
+
+    def _draft(self, row: _Row, split, condition, lams: Sequence[float]) -> list[int] | None:
+        """Token ids of the stored answer to the same prompt at the nearest other λ of this sweep
+        (else the baseline's): a draft that greedy decoding verifies, never trusts."""
+        ex = row.example
+        keys = [(split, condition, ex.id, lam, 0) for lam in sorted(lams, key=lambda l: abs(l - row.lam))]
+        for key in [*keys, (split, "baseline", ex.id, 0.0, 0)]:
+            if key[3] != row.lam or key[1] != condition:
+                if key in self.store:
+                    return self.tokenizer(self.store[key].output, add_special_tokens=False)["input_ids"]
+        return None
 
     def _hooks(self, vectors, lams: list[float]):
         if vectors is None or all(l == 0 for l in lams):
@@ -202,20 +231,23 @@ class Evaluator:
     def _prefix_cache(self, prefix: list[int], vectors, lams: list[float]):
         """KV cache of the shared prefix, computed once per distinct λ and gathered per row."""
         distinct = sorted(set(lams))
-        ids = torch.tensor([prefix] * len(distinct), device=self.model.cfg.device)
-        with self.model.hooks(fwd_hooks=self._hooks(vectors, distinct)):
-            cache = self.model.original_model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+        view = plain_view(self.model)
+        ids = torch.tensor([prefix] * len(distinct), device=view.device)
+        with view.hooks(self._hooks(vectors, distinct)):
+            cache = view.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
         cache.batch_select_indices(torch.tensor([distinct.index(l) for l in lams], device=ids.device))
         return cache
 
-    def _layout(self, prefixes, suffixes, vectors, lams):
+    def _layout(self, prefixes, suffixes, vectors, lams, extra: int):
         """Token ids and attention mask of a batch of prompts, plus the KV cache of their common
         prefix (``None`` without one): with the cache, padding goes between prefix and suffix and
-        only the suffixes remain to be run."""
+        only the suffixes remain to be run. A model with sliding-window layers gets the cache only
+        if the prompts and ``extra`` more tokens fit in its window (the window counts padding)."""
         pad, device = self.tokenizer.pad_token_id, self.model.cfg.device
-        prefix = prefixes[0]
-        if self.prefix_cache and prefix and all(p == prefix for p in prefixes):
-            width = max(map(len, suffixes))
+        prefix, width = prefixes[0], max(map(len, suffixes))
+        window = sliding_window(plain_view(self.model).model.config)
+        fits = window is None or len(prefix) + width + extra < window
+        if self.prefix_cache and prefix and fits and all(p == prefix for p in prefixes):
             ids = [prefix + [pad] * (width - len(s)) + s for s in suffixes]
             mask = [[1] * len(prefix) + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
             cache = self._prefix_cache(prefix, vectors, lams)
@@ -228,47 +260,60 @@ class Evaluator:
         return torch.tensor(ids, device=device), torch.tensor(mask, device=device), cache
 
     @torch.inference_mode()
-    def _generate(self, batch: list[_Row], split, condition, vectors, sampling: dict | None) -> list[Record]:
-        """Greedy (or sampled) generation of every row; with ``prefix_cache`` the few-shot prefix is
-        computed once per distinct λ of the batch."""
+    def _generate(
+        self, batch: list[_Row], split, condition, vectors, sampling: dict | None, drafts=None
+    ) -> list[Record]:
+        """Greedy (or sampled) generation of every row, each stopping at an end token or the
+        task's stop strings; with ``prefix_cache`` the few-shot prefix is computed once per
+        distinct λ of the batch. ``drafts`` (greedy only) speed decoding up without changing it."""
         texts, prefixes, suffixes = zip(*(self._prompt_ids(r.example, chat=True) for r in batch))
         lams = [r.lam for r in batch]
-        ids, mask, cache = self._layout(prefixes, suffixes, vectors, lams)
-        kwargs = dict(
-            max_new_tokens=self.max_new_tokens,
-            pad_token_id=self.tokenizer.pad_token_id,
-            stop_strings=self.task.stop_strings() or None,
-            tokenizer=self.tokenizer,
-        )
-        if cache is not None:
-            kwargs["past_key_values"] = cache
+        ids, mask, cache = self._layout(prefixes, suffixes, vectors, lams, self.max_new_tokens)
+        cached = 0 if cache is None else len(prefixes[0])
+        draw = None
         if sampling:  # seeded per batch: reproducible for the same batches
-            torch.manual_seed(sampling["seed"] + sum(r.sample for r in batch) + len(batch))
-            kwargs.update(do_sample=True, temperature=sampling["temperature"], top_p=1.0, top_k=0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with self.model.hooks(fwd_hooks=self._hooks(vectors, lams)):
-            out = self.model.original_model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-        outputs = self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+            seed = sampling["seed"] + sum(r.sample for r in batch) + len(batch)
+            draw = Sampling(temperature=sampling["temperature"], seed=seed)
+        lam_t = torch.tensor(lams)
+        tokens = decode(
+            plain_view(self.model), ids[:, cached:], mask, cache=cache,
+            hooks_for=lambda rows: self._hooks(vectors, lam_t[rows.cpu()].tolist()),
+            max_new_tokens=self.max_new_tokens, finished=self._finished, drafts=drafts,
+            lookup=[p + s for p, s in zip(prefixes, suffixes)], sampling=draw,
+        )
+        outputs = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return [
             self._record(r, split, condition, p, t, self.task.extract(t))
             for r, p, t in zip(batch, texts, outputs)
         ]
 
+    def _finished(self, tokens: list[int]) -> int | None:
+        """How many generated tokens to keep once a row is done: through an end token, or through
+        the token that completes one of the task's stop strings; None while it runs on."""
+        if tokens[-1] in self._eos_ids:
+            return len(tokens)
+        stops = self.task.stop_strings()
+        if stops:
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            if any(stop in text for stop in stops):
+                return len(tokens)
+        return None
+
     @torch.inference_mode()
     def _loglik(self, batch: list[_Row], split, condition, vectors) -> list[Record]:
         """Score every choice of the plain-format prompt: the shared few-shot prefix runs once per
         distinct λ, each row's question once, and the question's KV cache is shared by its choices."""
-        tok, hf, device = self.tokenizer, self.model.original_model, self.model.cfg.device
+        view = plain_view(self.model)
+        tok, hf, device = self.tokenizer, view.model, view.device
         prompts, prefixes, suffixes = zip(*(self._prompt_ids(r.example, chat=False) for r in batch))
         conts = [
             [tok(c, add_special_tokens=False)["input_ids"] for c in self.task.continuations(r.example)]
             for r in batch
         ]
         lams = [r.lam for r in batch]
-        ids, mask, cache = self._layout(prefixes, suffixes, vectors, lams)
+        ids, mask, cache = self._layout(prefixes, suffixes, vectors, lams, max(len(c) for cs in conts for c in cs))
         cached = 0 if cache is None else len(prefixes[0])
-        with self.model.hooks(fwd_hooks=self._hooks(vectors, lams)):
+        with view.hooks(self._hooks(vectors, lams)):
             out = hf(
                 input_ids=ids[:, cached:], attention_mask=mask,
                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, cached:],
@@ -276,32 +321,41 @@ class Evaluator:
             )
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each choice's 1st token
 
-        owner = [i for i, cs in enumerate(conts) for _ in cs]
-        flat = [c for cs in conts for c in cs]
-        scores = [float(first[o, c[0]]) for o, c in zip(owner, flat)]
-        longest = max(map(len, flat))
-        if longest > 1:  # remaining continuation tokens, on top of the shared context cache
-            cache = out.past_key_values
-            index = torch.tensor(owner, device=device)
-            cache.batch_select_indices(index)
-            cont_ids = torch.tensor([c + [tok.pad_token_id] * (longest - len(c)) for c in flat], device=device)
-            cont_mask = torch.tensor([[1] * len(c) + [0] * (longest - len(c)) for c in flat], device=device)
-            start = mask[index].sum(-1, keepdim=True)
-            with self.model.hooks(fwd_hooks=self._hooks(vectors, [lams[o] for o in owner])):
+        tries = [ChoiceTrie.build(cs) for cs in conts]
+        width = max(len(t.tokens) for t in tries)
+        if width:  # every later token of every choice, predicted by its trie node
+            nodes = torch.tensor([t.tokens + [tok.pad_token_id] * (width - len(t.tokens)) for t in tries], device=device)
+            depths = torch.tensor([t.depths + [0] * (width - len(t.tokens)) for t in tries], device=device)
+            ancestry = torch.stack([t.ancestry(width) for t in tries]).to(device)
+            allowed = torch.cat([mask.bool()[:, None, :].expand(-1, width, -1), ancestry], dim=-1)
+            positions = mask.sum(-1, keepdim=True) + depths
+            key_pos = torch.cat([(mask.cumsum(-1) - 1).clamp(min=0), positions], dim=-1)
+            attention = tree_attention_mask(hf.config, allowed, positions, key_pos, mask.shape[1], hf.dtype)
+            with view.hooks(self._hooks(vectors, lams)):
                 logits = hf(
-                    input_ids=cont_ids,
-                    attention_mask=torch.cat([mask[index], cont_mask], dim=-1),
-                    position_ids=start + torch.arange(longest, device=device),
-                    past_key_values=cache,
-                ).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, cont_ids[:, 1:, None]).squeeze(-1)
-            scores = [s + float(logp[j, : len(flat[j]) - 1].sum()) for j, s in enumerate(scores)]
+                    input_ids=nodes, attention_mask=attention, position_ids=positions,
+                    past_key_values=out.past_key_values,
+                ).logits
+            logits = logits.float()
+            logits -= torch.logsumexp(logits, dim=-1, keepdim=True)  # log-probabilities, in place
+        # every scored token: its choice, row, predicting node (-1: the question's end) and id
+        picks = [
+            (n, i, -1 if k == 0 else t.node[tuple(c[:k])], c[k])
+            for n, (i, c, t) in enumerate((i, c, tries[i]) for i, cs in enumerate(conts) for c in cs)
+            for k in range(len(c))
+        ]
+        choice, row, node, token = torch.tensor(picks, device=device).T
+        value = first[row, token]
+        if width:
+            value = torch.where(node < 0, value, logits[row, node.clamp(min=0), token])
+        flat = torch.zeros(int(choice.max()) + 1, device=device).index_add_(0, choice, value).tolist()
+        bounds = [0, *itertools.accumulate(len(cs) for cs in conts)]
+        scores = [flat[a:b] for a, b in zip(bounds, bounds[1:])]
 
-        records, j = [], 0
+        records = []
         for i, r in enumerate(batch):
             texts = self.task.continuations(r.example)
-            summed = scores[j : j + len(texts)]
-            j += len(texts)
+            summed = scores[i]
             normed = [v / max(1, len(t)) for v, t in zip(summed, texts)]
             ranking = normed if self.loglik_norm else summed
             label = r.example.choices[max(range(len(ranking)), key=ranking.__getitem__)][0]
