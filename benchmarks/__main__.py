@@ -4,7 +4,8 @@
 
 1. sweep: the paper's loop (one λ at a time, one example at a time, ``TransformerBridge.generate``
    / one full forward per choice) vs xsteer's per-row-λ batched engine, same answers checked;
-2. steering overhead: steered vs unsteered batched generation at batch 1, 8, 32;
+2. steering overhead: steered vs unsteered batched generation at batch 1, 8, 32 (the engine's
+   decoding on the plain view; the bridge's generate for context);
 3. extraction: ``collect_activations`` vs a bare Hugging Face forward with all hidden states, and
    load + 64-pair extraction time of both embedded models;
 4. peers: the same sweeps through `repeng` and `steering-vectors` in their own venvs
@@ -26,10 +27,12 @@ import torch
 
 from benchmarks.peer_sweep import peers
 from xsteer.contrast import arithmetic_pairs
+from xsteer.decode import decode
 from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, _grid_rows
 from xsteer.extract import collect_activations, extract_vectors
 from xsteer.models import load_model
-from xsteer.steer import steer
+from xsteer.plain import plain_view
+from xsteer.steer import steer, steering_hooks
 from xsteer.tasks import load_task
 
 
@@ -141,21 +144,30 @@ def prefix_reuse(model, n_items: int = 50, batch_size: int = 32, k_shot: int = 5
 
 
 def steering_overhead(model, vectors, batch_sizes=(1, 8, 32), new_tokens: int = 32) -> dict:
-    """Steered vs unsteered greedy generation of a fixed number of tokens (same path, same batch)."""
+    """Steered vs unsteered greedy generation of a fixed number of tokens on the engine's path
+    (``decode`` on the plain view), same batch; and, unsteered, for context: Hugging Face generate
+    on the same modules and through the bridge."""
+    view = plain_view(model)
     prompts = ["Question: What is 12 plus 30?\nAnswer:"]
     out = {}
     for b in batch_sizes:
         enc = model.tokenizer(prompts * b, return_tensors="pt", padding=True).to(model.cfg.device)
-        kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                  pad_token_id=model.tokenizer.pad_token_id)
+        lams = torch.full((b,), 0.5)
+
+        def run(hooks_for):
+            decode(view, enc["input_ids"], enc["attention_mask"], hooks_for=hooks_for,
+                   max_new_tokens=new_tokens, finished=lambda tokens: None)
 
         def plain():
-            with torch.inference_mode():
-                model.original_model.generate(**enc, **kw)
+            run(lambda rows: [])
 
         def steered():
-            with torch.inference_mode(), steer(model, vectors, torch.full((b,), 0.5)):
-                model.original_model.generate(**enc, **kw)
+            run(lambda rows: steering_hooks(model, vectors, lams[rows.cpu()]))
+
+        def generate(hf):  # Hugging Face generate, unsteered
+            with torch.inference_mode():
+                hf.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                            pad_token_id=model.tokenizer.pad_token_id)
 
         plain()  # warm-up
         times = {"plain": [], "steered": []}
@@ -164,7 +176,9 @@ def steering_overhead(model, vectors, batch_sizes=(1, 8, 32), new_tokens: int = 
             times["steered"].append(_timed(steered)[0])
         p, s = min(times["plain"]), min(times["steered"])
         out[str(b)] = {"plain_tok_s": b * new_tokens / p, "steered_tok_s": b * new_tokens / s,
-                       "overhead": s / p - 1}
+                       "overhead": s / p - 1,
+                       "hf_generate_tok_s": b * new_tokens / _timed(lambda: generate(view.model))[0],
+                       "bridge_generate_tok_s": b * new_tokens / _timed(lambda: generate(model.original_model))[0]}
     return out
 
 
