@@ -27,7 +27,7 @@ def test_view_logits_equal_bridge_logits_under_steering(arch):
     assert torch.allclose(unsteered[0], bridge[0], atol=1e-5)  # λ = 0 row
     assert not torch.allclose(unsteered[2], bridge[2], atol=1e-3)  # the hooks were applied
     softcapped = getattr(view.model.config, "attn_logit_softcapping", None) is not None
-    assert view.model.config._attn_implementation == ("eager" if softcapped else "sdpa")
+    assert view.model.config._attn_implementation == ("eager" if softcapped else "xsteer_sdpa")
 
 
 def test_view_shares_parameters_and_rejects_other_hook_points(tiny_llama):

@@ -5,7 +5,8 @@ TransformerBridge reimplements attention step by step (so that every hook point 
 Python work at each of them; the evaluation engine only needs the residual stream after each
 block. The view runs the original Hugging Face modules (sharing parameters with the bridge, no
 copy) with SDPA attention where the architecture allows it, and applies the same hook functions
-at the same points.
+at the same points. On the CPU, grouped-query attention with a mask runs without first copying
+the keys and values once per query head (Hugging Face does that copy on every device).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 __all__ = ["PlainView", "plain_view", "sliding_window"]
 
@@ -82,11 +86,29 @@ def sliding_window(config) -> int | None:
     return window
 
 
+def _sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+    """Hugging Face's SDPA attention, with grouped-query heads passed as such on the CPU."""
+    grouped = getattr(module, "num_key_value_groups", 1) > 1 and query.device.type == "cpu"
+    if not grouped or kwargs.get("position_bias") is not None or kwargs.get("cache") is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
+    is_causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
+        is_causal=query.shape[2] > 1 and attention_mask is None and is_causal, enable_gqa=True,
+    )
+    return out.transpose(1, 2).contiguous(), None
+
+
+_SDPA = "xsteer_sdpa"
+AttentionInterface.register(_SDPA, _sdpa)
+AttentionMaskInterface.register(_SDPA, sdpa_mask)
+
+
 def _attention(config) -> str:
     """SDPA unless the architecture needs eager attention (logit soft-capping, no SDPA support)."""
     if getattr(config, "attn_logit_softcapping", None) is not None:
         return "eager"
-    return "sdpa"
+    return _SDPA
 
 
 def _build(bridge) -> PlainView:
