@@ -81,7 +81,7 @@ def test_drafts_never_change_greedy_tokens(setup):
     prompts = setup[2]
     for name, draft in drafts.items():
         assert _decode(setup, finished, drafts=draft) == expected, name
-        assert _decode(setup, finished, drafts=draft, lookup=[p + r for p, r in zip(prompts, reference[::-1])]) == expected, name
+        assert _decode(setup, finished, drafts=draft, lookup=[[p, r] for p, r in zip(prompts, reference[::-1])]) == expected, name
 
 
 def test_finished_can_keep_fewer_tokens(setup):

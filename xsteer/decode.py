@@ -70,7 +70,7 @@ def decode(
     max_new_tokens: int,
     finished: Callable[[list[int]], int | None],
     drafts: Sequence[Sequence[int] | None] | None = None,
-    lookup: Sequence[Sequence[int]] | None = None,
+    lookup: Sequence[Sequence[Sequence[int]]] | None = None,
     sampling: Sampling | None = None,
 ) -> list[list[int]]:
     """New tokens of every row of a left-padded batch.
@@ -79,8 +79,8 @@ def decode(
     or None) and ``ids``. ``hooks_for(rows)`` gives the forward hooks for the batch rows still
     running (original indices). ``finished(tokens)`` returns how many of a row's tokens to keep once
     it is done (an end token or a stop string), else None. ``drafts`` (greedy only) are verified,
-    never trusted; so are n-gram continuations found in each row's ``lookup`` tokens (its
-    prompt). ``sampling`` draws instead of taking the argmax.
+    never trusted; so are n-gram continuations found in each row's ``lookup`` token sequences
+    (its prompt, other drafts). ``sampling`` draws instead of taking the argmax.
     """
     device = ids.device
     n_rows = ids.shape[0]
@@ -91,7 +91,7 @@ def decode(
     if window is not None and mask.shape[1] + (LOOKAHEAD + 2) * max_new_tokens >= window:
         drafts = lookup = None  # rejected drafts would shift a sliding window that counts cache slots
     drafts = [list(d or []) for d in (drafts or [None] * n_rows)]
-    lookup = [[list(seq)] for seq in lookup] if lookup else [[] for _ in range(n_rows)]
+    lookup = [[list(seq) for seq in seqs] for seqs in lookup] if lookup else [[] for _ in range(n_rows)]
     out: list[list[int]] = [[] for _ in range(n_rows)]
     rows = torch.arange(n_rows, device=device)  # original index of each running row
     feed, feed_mask, mask = ids, mask[:, -ids.shape[1] :], mask[:, : -ids.shape[1]]  # mask: the cache's

@@ -2,7 +2,9 @@
 log-likelihood scoring, inference-time-scaling votes, and resumable records.
 
 Every row of a batch is one (example, λ); per-row λ makes a grid sweep one batched pass instead of
-one pass per λ, with the same answers as running each λ alone.
+one pass per λ, with the same answers as running each λ alone. Forward passes run on the plain view
+of the model (``xsteer.plain``); greedy generation verifies the neighbouring λ's answer as a draft
+(``xsteer.decode``); choices are scored as a token trie (``xsteer.choices``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from xsteer.tasks import Example, Task
 from xsteer.vectors import SteeringVectors
 
 __all__ = ["PAPER_LAMBDAS", "Evaluator", "check_lambdas", "its_vote"]
+
+#: Most stored answers to the same prompt that a generated row takes as drafts.
+MAX_DRAFTS = 4
 
 #: The paper's grid: {0.01 … 0.09} ∪ {0.1 … 1.0}.
 PAPER_LAMBDAS: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(1, 10)) + tuple(
@@ -77,11 +82,12 @@ def _grid_rows(examples: Sequence[Example], lambdas: Sequence[float]) -> list[_R
 class Evaluator:
     """Runs a task on a (child) model under steering and keeps every answer as a ``Record``.
 
-    ``mode`` is the task's: "generate" (greedy, KV-cached, batched, stops at the answer line or EOS)
-    or "loglik" (multiple choice by summed continuation log-probability of the plain-format prompt;
-    ``loglik_norm=True`` divides by the continuation's length in characters). ``prefix_cache``
-    reuses the KV cache of the task's shared few-shot prefix across the examples of a batch (both
-    modes). Records already in ``store`` are never recomputed.
+    ``mode`` is the task's: "generate" (greedy, KV-cached, batched, each row stopping at the task's
+    stop strings or an end token) or "loglik" (multiple choice by summed continuation
+    log-probability of the plain-format prompt; ``loglik_norm=True`` divides by the continuation's
+    length in characters). ``prefix_cache`` reuses the KV cache of the task's shared few-shot
+    prefix across the examples of a batch (both modes). Records already in ``store`` are never
+    recomputed.
     """
 
     def __init__(
@@ -168,7 +174,7 @@ class Evaluator:
         bar = tqdm(total=len(todo), desc=f"{split}:{condition}", disable=not self.progress, leave=False)
         for batch in batches:
             if self.task.mode == "generate":
-                drafts = None if sampling else [self._draft(r, split, condition, lams) for r in batch]
+                drafts = None if sampling else [self._drafts(r, split, condition, lams) for r in batch]
                 records = self._generate(batch, split, condition, vectors, sampling, drafts)
             else:
                 records = self._loglik(batch, split, condition, vectors)
@@ -186,16 +192,16 @@ class Evaluator:
         size = self.batch_size
         return [g[i : i + size] for g in groups for i in range(0, len(g), size)]
 
-    def _draft(self, row: _Row, split, condition, lams: Sequence[float]) -> list[int] | None:
-        """Token ids of the stored answer to the same prompt at the nearest other λ of this sweep
-        (else the baseline's): a draft that greedy decoding verifies, never trusts."""
-        ex = row.example
+    def _drafts(self, row: _Row, split, condition, lams: Sequence[float]) -> list[list[int]]:
+        """Token ids of up to ``MAX_DRAFTS`` stored answers to the same prompt at other λ values of
+        this sweep, nearest λ first, then the baseline's: drafts that greedy decoding verifies,
+        never trusts."""
+        ex, found = row.example, []
         keys = [(split, condition, ex.id, lam, 0) for lam in sorted(lams, key=lambda l: abs(l - row.lam))]
         for key in [*keys, (split, "baseline", ex.id, 0.0, 0)]:
-            if key[3] != row.lam or key[1] != condition:
-                if key in self.store:
-                    return self.tokenizer(self.store[key].output, add_special_tokens=False)["input_ids"]
-        return None
+            if len(found) < MAX_DRAFTS and key in self.store and (key[3] != row.lam or key[1] != condition):
+                found.append(self.tokenizer(self.store[key].output, add_special_tokens=False)["input_ids"])
+        return found
 
     def _hooks(self, vectors, lams: list[float]):
         if vectors is None or all(l == 0 for l in lams):
@@ -261,11 +267,13 @@ class Evaluator:
 
     @torch.inference_mode()
     def _generate(
-        self, batch: list[_Row], split, condition, vectors, sampling: dict | None, drafts=None
+        self, batch: list[_Row], split, condition, vectors, sampling: dict | None, drafts: list | None = None
     ) -> list[Record]:
         """Greedy (or sampled) generation of every row, each stopping at an end token or the
         task's stop strings; with ``prefix_cache`` the few-shot prefix is computed once per
-        distinct λ of the batch. ``drafts`` (greedy only) speed decoding up without changing it."""
+        distinct λ of the batch. ``drafts`` (per row, token ids of other answers to its prompt; greedy
+        only) speed decoding up without changing it: the first is followed while it agrees, the
+        others and the prompt are searched for n-grams."""
         texts, prefixes, suffixes = zip(*(self._prompt_ids(r.example, chat=True) for r in batch))
         lams = [r.lam for r in batch]
         ids, mask, cache = self._layout(prefixes, suffixes, vectors, lams, self.max_new_tokens)
@@ -278,8 +286,10 @@ class Evaluator:
         tokens = decode(
             plain_view(self.model), ids[:, cached:], mask, cache=cache,
             hooks_for=lambda rows: self._hooks(vectors, lam_t[rows.cpu()].tolist()),
-            max_new_tokens=self.max_new_tokens, finished=self._finished, drafts=drafts,
-            lookup=[p + s for p, s in zip(prefixes, suffixes)], sampling=draw,
+            max_new_tokens=self.max_new_tokens, finished=self._finished,
+            drafts=[d[0] if d else None for d in drafts] if drafts else None,
+            lookup=[[*d[1:], p + s] for d, p, s in zip(drafts or [[]] * len(batch), prefixes, suffixes)],
+            sampling=draw,
         )
         outputs = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return [
@@ -293,8 +303,9 @@ class Evaluator:
         if tokens[-1] in self._eos_ids:
             return len(tokens)
         stops = self.task.stop_strings()
-        if stops:
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        if stops:  # checked after every token: a new stop string lies in the last few (≤ 4 per character)
+            tail = tokens[-(4 * max(map(len, stops)) + 4) :]
+            text = self.tokenizer.decode(tail, skip_special_tokens=True)
             if any(stop in text for stop in stops):
                 return len(tokens)
         return None
