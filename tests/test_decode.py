@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from xsteer.contrast import arithmetic_pairs
-from xsteer.decode import Sampling, decode, propose
+from xsteer.decode import Group, Sampling, decode, propose
 from xsteer.extract import extract_vectors
 from xsteer.models import tiny_model
-from xsteer.plain import plain_view
+from xsteer.plain import plain_view, sliding_window
 from xsteer.steer import steer, steering_hooks
 
 N_NEW = 20
@@ -54,13 +54,20 @@ def _left_padded(prompts):
     return ids, mask
 
 
-def _decode(setup, finished, **kw):
+def _decode(setup, finished, drafts=None, lookup=None, group_size=4, **kw):
+    """Rows in groups of ``group_size`` (a group joins when fewer than ``refill_below`` rows run)."""
     model, vectors, prompts, lams, _ = setup
-    ids, mask = _left_padded(prompts)
-    return decode(
-        plain_view(model), ids, mask, hooks_for=lambda rows: steering_hooks(model, vectors, lams[rows]),
+    groups = []
+    for start in range(0, len(prompts), group_size):
+        ids, mask = _left_padded(prompts[start : start + group_size])
+        part = slice(start, start + group_size)
+        groups.append(Group(list(range(len(prompts)))[part], ids, mask, drafts=drafts and drafts[part],
+                            lookup=lookup and lookup[part]))
+    got = dict(decode(
+        plain_view(model), groups, hooks_for=lambda keys: steering_hooks(model, vectors, lams[keys]),
         max_new_tokens=N_NEW, finished=finished, **kw,
-    )
+    ))
+    return [got[k] for k in range(len(prompts))]
 
 
 def test_drafts_never_change_greedy_tokens(setup):
@@ -81,6 +88,7 @@ def test_drafts_never_change_greedy_tokens(setup):
     prompts = setup[2]
     for name, draft in drafts.items():
         assert _decode(setup, finished, drafts=draft) == expected, name
+        assert _decode(setup, finished, drafts=draft, group_size=1, refill_below=2) == expected, name
         assert _decode(setup, finished, drafts=draft, lookup=[[p, r] for p, r in zip(prompts, reference[::-1])]) == expected, name
 
 
@@ -97,3 +105,31 @@ def test_sampling_is_seeded(setup):
     c = _decode(setup, never, sampling=Sampling(temperature=2.0, seed=2))
     assert a == b and a != c
     assert all(len(row) == N_NEW for row in a)
+
+
+def test_groups_join_when_the_batch_runs_low(setup):
+    """A group is drawn only when fewer than ``refill_below`` rows run; rows of different groups
+    (caches of different lengths) then decode together and still give the reference tokens.
+    Models with sliding-window layers finish a group before drawing the next."""
+    model, vectors, prompts, lams, reference = setup
+    events = []
+
+    def groups():
+        for start in (0, 2):
+            events.append(("draw", start))
+            ids, mask = _left_padded(prompts[start : start + 2])
+            yield Group([start, start + 1], ids, mask)
+
+    early = reference[0][:3]  # row 0 stops after 3 tokens, so the second group joins row 1
+    got = {}
+    for key, tokens in decode(
+        plain_view(model), groups(), hooks_for=lambda keys: steering_hooks(model, vectors, lams[keys]),
+        max_new_tokens=N_NEW, finished=lambda tokens: 3 if tokens == early else None, refill_below=2,
+    ):
+        events.append(("done", key))
+        got[key] = tokens
+    if sliding_window(model.original_model.config) is None:
+        assert events[:3] == [("draw", 0), ("done", 0), ("draw", 2)]
+    else:  # a sliding window counts cache slots: groups do not merge
+        assert events[:4] == [("draw", 0), ("done", 0), ("done", 1), ("draw", 2)]
+    assert got == {0: early, **{k: reference[k] for k in (1, 2, 3)}}

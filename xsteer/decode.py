@@ -1,5 +1,6 @@
-"""Batched decoding for λ sweeps: per-row stops, finished rows dropped from the batch, and
-drafts (another λ's output for the same prompt) verified many tokens per forward pass.
+"""Batched decoding for λ sweeps: per-row stops, finished rows dropped from the batch and new rows
+merged in as it empties, and drafts (another λ's output for the same prompt) verified many tokens
+per forward pass.
 
 Greedy decoding with a draft returns exactly the tokens that plain greedy decoding returns: a
 drafted token is kept only where it equals the model's own argmax at that position, and the first
@@ -9,19 +10,20 @@ neighbouring values mostly produce the same text).
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
 import torch
 from jaxtyping import Int
 
 from xsteer.plain import PlainView, sliding_window
 
-__all__ = ["Sampling", "decode", "propose"]
+__all__ = ["Group", "Sampling", "decode", "propose"]
 
 #: Most drafted tokens a row proposes after its first forward pass (the first takes the whole draft).
 LOOKAHEAD = 8
+#: Most tokens proposed from an n-gram match (fewer of them are right than of an aligned draft).
+NGRAM_LOOKAHEAD = 3
 
 
 @dataclass(frozen=True)
@@ -51,100 +53,172 @@ def propose(
         starts = [j for j in range(len(draft) - k) if list(draft[j : j + k]) == tail]
         if starts:
             j = min(starts, key=lambda s: abs(s + k - n))
-            return list(draft[j + k : j + k + limit])
+            return list(draft[j + k : j + k + min(limit, NGRAM_LOOKAHEAD)])
         for seq in lookup:
             starts = [j for j in range(len(seq) - k) if list(seq[j : j + k]) == tail]
             if starts:
-                return list(seq[starts[-1] + k : starts[-1] + k + limit])
+                return list(seq[starts[-1] + k : starts[-1] + k + min(limit, NGRAM_LOOKAHEAD)])
     return []
+
+
+@dataclass
+class Group:
+    """Rows that join decoding together: left-padded prompts ``ids`` whose attention ``mask`` also
+    covers ``cache`` (a KV cache of their first ``mask.shape[1] - ids.shape[1]`` positions, or
+    None); ``keys`` name the rows to the caller; ``drafts`` (one token list or None per row) and
+    ``lookup`` (token lists per row, e.g. the prompt) are verified, never trusted."""
+
+    keys: list[Hashable]
+    ids: Int[torch.Tensor, "batch width"]
+    mask: Int[torch.Tensor, "batch context"]
+    cache: Any = None
+    drafts: Sequence[Sequence[int] | None] | None = None
+    lookup: Sequence[Sequence[Sequence[int]]] | None = None
+
+
+@dataclass
+class _Rows:
+    """Running rows: tokens so far, the KV cache and the mask over it, the next tokens to feed."""
+
+    keys: list
+    out: list[list[int]]
+    drafts: list[list[int]]
+    lookup: list[list[list[int]]]
+    feed: torch.Tensor
+    feed_mask: torch.Tensor
+    mask: torch.Tensor
+    cache: Any = None
+    done: list[tuple[Hashable, list[int]]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, group: Group, drafting: bool) -> "_Rows":
+        n, width = len(group.keys), group.ids.shape[1]
+        drafts = [list(d or []) for d in group.drafts] if drafting and group.drafts else [[] for _ in range(n)]
+        lookup = [[list(s) for s in seqs] for seqs in group.lookup] if drafting and group.lookup else [[]] * n
+        return cls(list(group.keys), [[] for _ in range(n)], drafts, lookup, group.ids, group.mask[:, -width:],
+                   group.mask[:, :-width], group.cache)
+
+    def keep(self, index: list[int]) -> None:
+        picked = torch.tensor(index, device=self.feed.device, dtype=torch.long)
+        self.cache.batch_select_indices(picked)
+        self.mask, self.feed, self.feed_mask = self.mask[picked], self.feed[picked], self.feed_mask[picked]
+        for name in ("keys", "out", "drafts", "lookup"):
+            setattr(self, name, [getattr(self, name)[i] for i in index])
+
+    def absorb(self, other: "_Rows") -> None:
+        """Append ``other``'s rows, the shorter cache left-padded with masked zeros."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            mine.keys = torch.cat([_left_pad(mine.keys, width, 2), _left_pad(theirs.keys, width, 2)])
+            mine.values = torch.cat([_left_pad(mine.values, width, 2), _left_pad(theirs.values, width, 2)])
+        self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(other.mask, width, 1)])
+        self.feed, self.feed_mask = torch.cat([self.feed, other.feed]), torch.cat([self.feed_mask, other.feed_mask])
+        for name in ("keys", "out", "drafts", "lookup"):
+            getattr(self, name).extend(getattr(other, name))
+
+
+def _left_pad(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    shape = list(x.shape)
+    shape[dim] = width - x.shape[dim]
+    return torch.cat([x.new_zeros(shape), x], dim=dim)
 
 
 @torch.inference_mode()
 def decode(
     view: PlainView,
-    ids: Int[torch.Tensor, "batch width"],
-    mask: Int[torch.Tensor, "batch context"],
+    groups: Iterable[Group],
     *,
-    cache=None,
-    hooks_for: Callable[[torch.Tensor], list] = lambda rows: [],
+    hooks_for: Callable[[list], list] = lambda keys: [],
     max_new_tokens: int,
     finished: Callable[[list[int]], int | None],
-    drafts: Sequence[Sequence[int] | None] | None = None,
-    lookup: Sequence[Sequence[Sequence[int]]] | None = None,
     sampling: Sampling | None = None,
-) -> list[list[int]]:
-    """New tokens of every row of a left-padded batch.
+    refill_below: int = 0,
+) -> Iterator[tuple[Hashable, list[int]]]:
+    """``(key, new tokens)`` of every row of every group, as each row finishes.
 
-    ``mask`` covers ``cache`` (a KV cache of the first ``mask.shape[1] - ids.shape[1]`` positions,
-    or None) and ``ids``. ``hooks_for(rows)`` gives the forward hooks for the batch rows still
-    running (original indices). ``finished(tokens)`` returns how many of a row's tokens to keep once
-    it is done (an end token or a stop string), else None. ``drafts`` (greedy only) are verified,
-    never trusted; so are n-gram continuations found in each row's ``lookup`` token sequences
-    (its prompt, other drafts). ``sampling`` draws instead of taking the argmax.
+    ``hooks_for(keys)`` gives the forward hooks for the rows named. ``finished(tokens)`` returns how
+    many of a row's tokens to keep once it is done (an end token or a stop string), else None.
+    The next group is drawn only when fewer than ``refill_below`` rows still run (so it can take
+    drafts from rows already yielded); its prompts run in a pass of their own, then its rows join
+    the running batch. ``sampling`` draws instead of taking the argmax (and ignores drafts).
     """
-    device = ids.device
-    n_rows = ids.shape[0]
+    generator = None
     if sampling is not None:
-        drafts = lookup = None
-        generator = torch.Generator(device=device).manual_seed(sampling.seed)
+        generator = torch.Generator(device=view.device).manual_seed(sampling.seed)
     window = sliding_window(view.model.config)
-    if window is not None and mask.shape[1] + (LOOKAHEAD + 2) * max_new_tokens >= window:
-        drafts = lookup = None  # rejected drafts would shift a sliding window that counts cache slots
-    drafts = [list(d or []) for d in (drafts or [None] * n_rows)]
-    lookup = [[list(seq) for seq in seqs] for seqs in lookup] if lookup else [[] for _ in range(n_rows)]
-    out: list[list[int]] = [[] for _ in range(n_rows)]
-    rows = torch.arange(n_rows, device=device)  # original index of each running row
-    feed, feed_mask, mask = ids, mask[:, -ids.shape[1] :], mask[:, : -ids.shape[1]]  # mask: the cache's
-    limit = max_new_tokens - 1
-    with contextlib.ExitStack() as hooked:
-        hooked.enter_context(view.hooks(hooks_for(rows)))
-        while True:
-            props = [propose(out[r], drafts[r], min(limit, max_new_tokens - 1 - len(out[r])), lookup[r]) for r in rows.tolist()]
-            width = max(map(len, props))
-            draft_mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in props], device=device)
-            drafted = torch.tensor([p + [0] * (width - len(p)) for p in props], device=device, dtype=feed.dtype)
-            mask = torch.cat([mask, feed_mask, draft_mask.view(len(props), width)], dim=-1)
-            x = torch.cat([feed, drafted.view(len(props), width)], dim=-1)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -x.shape[1] :]
-            result = view.model(
-                input_ids=x, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                use_cache=True, logits_to_keep=width + 1,
-            )
-            cache, logits = result.past_key_values, result.logits.float()
-            if sampling is None:
-                chosen = logits.argmax(-1).tolist()
-            else:
-                probs = torch.softmax(logits[:, -1] / sampling.temperature, dim=-1)
-                chosen = torch.multinomial(probs, 1, generator=generator).tolist()
+    if window is not None:
+        refill_below = 0  # merged rows would have to share a window that counts cache slots
+    running: _Rows | None = None
+    pending = iter(groups)
+    while True:
+        if running is None or len(running.keys) < max(1, refill_below):
+            group = next(pending, None)
+            if group is not None:
+                # rejected drafts would shift a sliding window that counts cache slots
+                drafting = sampling is None and (
+                    window is None or group.mask.shape[1] + (LOOKAHEAD + 2) * max_new_tokens < window
+                )
+                joining = _Rows.start(group, drafting)
+                yield from _step(view, joining, hooks_for, max_new_tokens, finished, sampling, generator)
+                if running is None or not running.keys:
+                    running = joining
+                elif joining.keys:
+                    running.absorb(joining)
+                continue
+        if running is None or not running.keys:
+            return
+        yield from _step(view, running, hooks_for, max_new_tokens, finished, sampling, generator)
 
-            accepted, done = [], []
-            for i, r in enumerate(rows.tolist()):
-                n = 0
-                while n < len(props[i]) and props[i][n] == chosen[i][n]:
-                    n += 1
-                accepted.append(n)
-                for token in chosen[i][: n + 1]:
-                    out[r].append(token)
-                    keep = finished(out[r])
-                    if keep is not None or len(out[r]) >= max_new_tokens:
-                        out[r] = out[r][: keep if keep is not None else max_new_tokens]
-                        done.append(i)
-                        break
-            # rejected drafted positions: masked out, and cropped where no row kept them
-            for i, n in enumerate(accepted):
-                mask[i, mask.shape[1] - width + n :] = 0
-            if width > max(accepted):
-                cache.crop(max(accepted) - width)
-                mask = mask[:, : mask.shape[1] - width + max(accepted)]
-            feed = torch.tensor([[chosen[i][n]] for i, n in enumerate(accepted)], device=device, dtype=ids.dtype)
-            feed_mask = torch.ones_like(feed)
-            limit = LOOKAHEAD
-            if done:
-                running = [i for i in range(len(rows)) if i not in set(done)]
-                if not running:
-                    return out
-                index = torch.tensor(running, device=device)
-                cache.batch_select_indices(index)
-                rows, mask, feed, feed_mask = rows[index], mask[index], feed[index], feed_mask[index]
-                hooked.close()
-                hooked.enter_context(view.hooks(hooks_for(rows)))
+
+def _step(view, rows: _Rows, hooks_for, max_new_tokens, finished, sampling, generator):
+    """One forward pass of ``rows`` (fed tokens + drafted ones); yields the rows it finishes and
+    drops them."""
+    device = rows.feed.device
+    props = [
+        propose(out, draft, max_new_tokens - 1 - len(out) if not out else min(LOOKAHEAD, max_new_tokens - 1 - len(out)), seqs)
+        for out, draft, seqs in zip(rows.out, rows.drafts, rows.lookup)
+    ]
+    width = max(map(len, props))
+    draft_mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in props], device=device)
+    drafted = torch.tensor([p + [0] * (width - len(p)) for p in props], device=device, dtype=rows.feed.dtype)
+    mask = torch.cat([rows.mask, rows.feed_mask, draft_mask.view(len(props), width)], dim=-1)
+    x = torch.cat([rows.feed, drafted.view(len(props), width)], dim=-1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -x.shape[1] :]
+    with view.hooks(hooks_for(rows.keys)):
+        result = view.model(
+            input_ids=x, attention_mask=mask, position_ids=positions, past_key_values=rows.cache,
+            use_cache=True, logits_to_keep=width + 1,
+        )
+    rows.cache, logits = result.past_key_values, result.logits.float()
+    if sampling is None:
+        chosen = logits.argmax(-1).tolist()
+    else:
+        probs = torch.softmax(logits[:, -1] / sampling.temperature, dim=-1)
+        chosen = torch.multinomial(probs, 1, generator=generator).tolist()
+
+    accepted, done = [], []
+    for i, out in enumerate(rows.out):
+        n = 0
+        while n < len(props[i]) and props[i][n] == chosen[i][n]:
+            n += 1
+        accepted.append(n)
+        for token in chosen[i][: n + 1]:
+            out.append(token)
+            keep = finished(out)
+            if keep is not None or len(out) >= max_new_tokens:
+                del out[keep if keep is not None else max_new_tokens :]
+                done.append(i)
+                break
+    # rejected drafted positions: masked out, and cropped where no row kept them
+    for i, n in enumerate(accepted):
+        mask[i, mask.shape[1] - width + n :] = 0
+    if width > max(accepted):
+        rows.cache.crop(max(accepted) - width)
+        mask = mask[:, : mask.shape[1] - width + max(accepted)]
+    rows.mask = mask
+    rows.feed = torch.tensor([[chosen[i][n]] for i, n in enumerate(accepted)], device=device, dtype=rows.feed.dtype)
+    rows.feed_mask = torch.ones_like(rows.feed)
+    for i in done:
+        yield rows.keys[i], rows.out[i]
+    if done:
+        rows.keep([i for i in range(len(rows.keys)) if i not in set(done)])

@@ -13,14 +13,14 @@ import itertools
 import json
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from xsteer.choices import ChoiceTrie, tree_attention_mask
-from xsteer.decode import Sampling, decode
+from xsteer.decode import Group, Sampling, decode
 from xsteer.plain import plain_view, sliding_window
 from xsteer.records import Record, RecordStore, prompt_hash
 from xsteer.steer import Scale, steering_hooks
@@ -169,28 +169,28 @@ class Evaluator:
         todo = [r for r in rows if (split, condition, r.example.id, r.lam, r.sample) not in self.store]
         if not todo:
             return
-        batches = self._batches(todo, greedy=self.task.mode == "generate" and sampling is None)
-        lams = sorted({r.lam for r in rows})
         bar = tqdm(total=len(todo), desc=f"{split}:{condition}", disable=not self.progress, leave=False)
-        for batch in batches:
-            if self.task.mode == "generate":
-                drafts = None if sampling else [self._drafts(r, split, condition, lams) for r in batch]
-                records = self._generate(batch, split, condition, vectors, sampling, drafts)
-            else:
-                records = self._loglik(batch, split, condition, vectors)
-            self.store.add(records)
-            bar.update(len(batch))
+        if self.task.mode == "generate":
+            parts = [todo]
+            if sampling is None:  # the smallest λ first, so every later row has a neighbour's draft
+                first = min(r.lam for r in todo)
+                parts = [[r for r in todo if r.lam == first], [r for r in todo if r.lam != first]]
+            lams = sorted({r.lam for r in rows})
+            for part in filter(None, parts):
+                pending = []
+                for record in self._generate(part, split, condition, vectors, sampling, lams):
+                    pending.append(record)
+                    bar.update(1)
+                    if len(pending) >= self.batch_size:
+                        self.store.add(pending)
+                        pending = []
+                self.store.add(pending)
+        else:
+            for start in range(0, len(todo), self.batch_size):
+                batch = todo[start : start + self.batch_size]
+                self.store.add(self._loglik(batch, split, condition, vectors))
+                bar.update(len(batch))
         bar.close()
-
-    def _batches(self, todo: list[_Row], greedy: bool) -> list[list[_Row]]:
-        """Batches of ``batch_size`` rows in order; for greedy generation the smallest λ's rows
-        come alone first, so that every later row has a neighbouring λ's answer as its draft."""
-        groups = [todo]
-        if greedy:
-            first = min(r.lam for r in todo)
-            groups = [[r for r in todo if r.lam == first], [r for r in todo if r.lam != first]]
-        size = self.batch_size
-        return [g[i : i + size] for g in groups for i in range(0, len(g), size)]
 
     def _drafts(self, row: _Row, split, condition, lams: Sequence[float]) -> list[list[int]]:
         """Token ids of up to ``MAX_DRAFTS`` stored answers to the same prompt at other λ values of
@@ -265,37 +265,35 @@ class Evaluator:
             cache = None
         return torch.tensor(ids, device=device), torch.tensor(mask, device=device), cache
 
-    @torch.inference_mode()
-    def _generate(
-        self, batch: list[_Row], split, condition, vectors, sampling: dict | None, drafts: list | None = None
-    ) -> list[Record]:
-        """Greedy (or sampled) generation of every row, each stopping at an end token or the
-        task's stop strings; with ``prefix_cache`` the few-shot prefix is computed once per
-        distinct λ of the batch. ``drafts`` (per row, token ids of other answers to its prompt; greedy
-        only) speed decoding up without changing it: the first is followed while it agrees, the
-        others and the prompt are searched for n-grams."""
-        texts, prefixes, suffixes = zip(*(self._prompt_ids(r.example, chat=True) for r in batch))
-        lams = [r.lam for r in batch]
-        ids, mask, cache = self._layout(prefixes, suffixes, vectors, lams, self.max_new_tokens)
-        cached = 0 if cache is None else len(prefixes[0])
-        draw = None
-        if sampling:  # seeded per batch: reproducible for the same batches
-            seed = sampling["seed"] + sum(r.sample for r in batch) + len(batch)
-            draw = Sampling(temperature=sampling["temperature"], seed=seed)
-        lam_t = torch.tensor(lams)
-        tokens = decode(
-            plain_view(self.model), ids[:, cached:], mask, cache=cache,
-            hooks_for=lambda rows: self._hooks(vectors, lam_t[rows.cpu()].tolist()),
-            max_new_tokens=self.max_new_tokens, finished=self._finished,
-            drafts=[d[0] if d else None for d in drafts] if drafts else None,
-            lookup=[[*d[1:], p + s] for d, p, s in zip(drafts or [[]] * len(batch), prefixes, suffixes)],
-            sampling=draw,
-        )
-        outputs = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-        return [
-            self._record(r, split, condition, p, t, self.task.extract(t))
-            for r, p, t in zip(batch, texts, outputs)
-        ]
+    def _generate(self, rows: list[_Row], split, condition, vectors, sampling: dict | None, lams) -> Iterator[Record]:
+        """Records of greedy (or sampled) generation, as rows finish: groups of ``batch_size`` rows
+        (the few-shot prefix computed once per distinct λ of a group) join the running batch when
+        it falls below a quarter of that; each row stops at an end token or the task's stop
+        strings. Greedy rows verify other λ values' stored answers as drafts (``_drafts``)."""
+        prompts: dict[int, str] = {}
+
+        def groups() -> Iterator[Group]:  # drawn lazily: drafts see the rows finished so far
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                texts, prefixes, suffixes = zip(*(self._prompt_ids(r.example, chat=True) for r in chunk))
+                ids, mask, cache = self._layout(prefixes, suffixes, vectors, [r.lam for r in chunk], self.max_new_tokens)
+                keys = list(range(start, start + len(chunk)))
+                prompts.update(zip(keys, texts))
+                drafts = [self._drafts(r, split, condition, lams) if sampling is None else [] for r in chunk]
+                yield Group(
+                    keys, ids[:, 0 if cache is None else len(prefixes[0]) :], mask, cache,
+                    drafts=[d[0] if d else None for d in drafts],
+                    lookup=[[*d[1:], p + s] for d, p, s in zip(drafts, prefixes, suffixes)],
+                )
+
+        draw = None if not sampling else Sampling(temperature=sampling["temperature"], seed=sampling["seed"])
+        for key, tokens in decode(
+            plain_view(self.model), groups(), hooks_for=lambda keys: self._hooks(vectors, [rows[k].lam for k in keys]),
+            max_new_tokens=self.max_new_tokens, finished=self._finished, sampling=draw,
+            refill_below=self.batch_size // 4,
+        ):
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            yield self._record(rows[key], split, condition, prompts.pop(key), text, self.task.extract(text))
 
     def _finished(self, tokens: list[int]) -> int | None:
         """How many generated tokens to keep once a row is done: through an end token, or through
