@@ -27,7 +27,7 @@ import torch
 
 from benchmarks.peer_sweep import peers
 from xsteer.contrast import arithmetic_pairs
-from xsteer.decode import decode
+from xsteer.decode import Group, decode
 from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, _grid_rows
 from xsteer.extract import collect_activations, extract_vectors
 from xsteer.models import load_model
@@ -132,10 +132,12 @@ def prefix_reuse(model, n_items: int = 50, batch_size: int = 32, k_shot: int = 5
     examples = task.split("test")[:n_items]
     grid = [0.0, *PAPER_LAMBDAS]
     ids = {ex.id: engine._prompt_ids(ex, chat=True)[1:] for ex in examples}
-    rows = [(r.example.id, r.lam) for r in _grid_rows(examples, grid)]  # the engine's batch order
+    rows = _grid_rows(examples, grid)
+    groups = [part[i : i + batch_size] for part in engine._parts(rows, greedy=True)  # the engine's groups
+              for i in range(0, len(part), batch_size)]
     full = reused = 0
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
+    for group in groups:
+        batch = [(r.example.id, r.lam) for r in group]
         full += sum(len(ids[e][0]) + len(ids[e][1]) for e, _ in batch)
         reused += len({lam for _, lam in batch}) * len(ids[batch[0][0]][0]) + sum(len(ids[e][1]) for e, _ in batch)
     return {"rows": len(rows), "prefix_tokens": len(ids[examples[0].id][0]),
@@ -155,14 +157,14 @@ def steering_overhead(model, vectors, batch_sizes=(1, 8, 32), new_tokens: int = 
         lams = torch.full((b,), 0.5)
 
         def run(hooks_for):
-            decode(view, enc["input_ids"], enc["attention_mask"], hooks_for=hooks_for,
-                   max_new_tokens=new_tokens, finished=lambda tokens: None)
+            group = Group(list(range(b)), enc["input_ids"], enc["attention_mask"])
+            list(decode(view, [group], hooks_for=hooks_for, max_new_tokens=new_tokens, finished=lambda tokens: None))
 
         def plain():
-            run(lambda rows: [])
+            run(lambda keys: [])
 
         def steered():
-            run(lambda rows: steering_hooks(model, vectors, lams[rows.cpu()]))
+            run(lambda keys: steering_hooks(model, vectors, lams[keys]))
 
         def generate(hf):  # Hugging Face generate, unsteered
             with torch.inference_mode():

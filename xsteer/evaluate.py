@@ -171,12 +171,8 @@ class Evaluator:
             return
         bar = tqdm(total=len(todo), desc=f"{split}:{condition}", disable=not self.progress, leave=False)
         if self.task.mode == "generate":
-            parts = [todo]
-            if sampling is None:  # the smallest λ first, so every later row has a neighbour's draft
-                first = min(r.lam for r in todo)
-                parts = [[r for r in todo if r.lam == first], [r for r in todo if r.lam != first]]
             lams = sorted({r.lam for r in rows})
-            for part in filter(None, parts):
+            for part in self._parts(todo, greedy=sampling is None):
                 pending = []
                 for record in self._generate(part, split, condition, vectors, sampling, lams):
                     pending.append(record)
@@ -191,6 +187,16 @@ class Evaluator:
                 self.store.add(self._loglik(batch, split, condition, vectors))
                 bar.update(len(batch))
         bar.close()
+
+    @staticmethod
+    def _parts(todo: list[_Row], greedy: bool) -> list[list[_Row]]:
+        """Generation rows in the order they run, each part grouped by ``batch_size`` in turn:
+        for greedy decoding the smallest λ's rows first and apart, so that every later row has a
+        neighbouring λ's answer as its draft."""
+        if not greedy:
+            return [todo]
+        first = min(r.lam for r in todo)
+        return [part for part in ([r for r in todo if r.lam == first], [r for r in todo if r.lam != first]) if part]
 
     def _drafts(self, row: _Row, split, condition, lams: Sequence[float]) -> list[list[int]]:
         """Token ids of up to ``MAX_DRAFTS`` stored answers to the same prompt at other λ values of
