@@ -173,7 +173,7 @@ def steering_overhead(model, vectors, batch_sizes=(1, 8, 32), new_tokens: int = 
 
         plain()  # warm-up
         times = {"plain": [], "steered": []}
-        for _ in range(3):  # interleaved repeats, best of three
+        for _ in range(5):  # interleaved repeats, best of five
             times["plain"].append(_timed(plain)[0])
             times["steered"].append(_timed(steered)[0])
         p, s = min(times["plain"]), min(times["steered"])
@@ -220,7 +220,8 @@ def main() -> None:
     parser.add_argument("--n-gen", type=int, default=None, help="Items of the generation sweep (default 4).")
     parser.add_argument("--child-only", action="store_true", help="Load and time only the child model.")
     parser.add_argument("--no-peers", action="store_true", help="Skip repeng / steering-vectors.")
-    parser.add_argument("--only", default=None, help="Comma-separated parts to run (default: all).")
+    parser.add_argument("--only", default=None,
+                        help="Comma-separated parts to run (default: all); other parts already in --out are kept.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args()
     n_gen, n_ll, tokens = (2, 3, 24) if args.quick else (4, 8, 48)
@@ -233,6 +234,8 @@ def main() -> None:
     if torch.cuda.is_available():
         machine["gpu"] = torch.cuda.get_device_name()
     results = {"machine": machine}
+    if args.only and args.out.exists():  # rerun some parts: keep the file's others
+        results = {**json.loads(args.out.read_text()), **results}
     names = ("smollm2-135m",) if args.child_only else ("gemma-3-270m", "smollm2-135m")
     for name, fn in [
         ("loading_and_extraction", lambda: loading_and_extraction(args.device, names=names)),

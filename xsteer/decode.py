@@ -10,7 +10,7 @@ neighbouring values mostly produce the same text).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
 import torch
@@ -88,7 +88,7 @@ class _Rows:
     feed_mask: torch.Tensor
     mask: torch.Tensor
     cache: Any = None
-    done: list[tuple[Hashable, list[int]]] = field(default_factory=list)
+    hooks: list | None = None  # for these rows; rebuilt when they change
 
     @classmethod
     def start(cls, group: Group, drafting: bool) -> "_Rows":
@@ -99,6 +99,7 @@ class _Rows:
                    group.mask[:, :-width], group.cache)
 
     def keep(self, index: list[int]) -> None:
+        self.hooks = None
         picked = torch.tensor(index, device=self.feed.device, dtype=torch.long)
         self.cache.batch_select_indices(picked)
         self.mask, self.feed, self.feed_mask = self.mask[picked], self.feed[picked], self.feed_mask[picked]
@@ -107,6 +108,7 @@ class _Rows:
 
     def absorb(self, other: "_Rows") -> None:
         """Append ``other``'s rows, the shorter cache left-padded with masked zeros."""
+        self.hooks = None
         width = max(self.mask.shape[1], other.mask.shape[1])
         for mine, theirs in zip(self.cache.layers, other.cache.layers):
             mine.keys = torch.cat([_left_pad(mine.keys, width, 2), _left_pad(theirs.keys, width, 2)])
@@ -184,7 +186,9 @@ def _step(view, rows: _Rows, hooks_for, max_new_tokens, finished, sampling, gene
     mask = torch.cat([rows.mask, rows.feed_mask, draft_mask.view(len(props), width)], dim=-1)
     x = torch.cat([rows.feed, drafted.view(len(props), width)], dim=-1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -x.shape[1] :]
-    with view.hooks(hooks_for(rows.keys)):
+    if rows.hooks is None:
+        rows.hooks = hooks_for(rows.keys)
+    with view.hooks(rows.hooks):
         result = view.model(
             input_ids=x, attention_mask=mask, position_ids=positions, past_key_values=rows.cache,
             use_cache=True, logits_to_keep=width + 1,
