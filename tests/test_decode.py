@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from xsteer.contrast import arithmetic_pairs
+import xsteer.decode as decoding
 from xsteer.decode import Group, Sampling, decode, propose
 from xsteer.extract import extract_vectors
 from xsteer.models import tiny_model
@@ -133,3 +134,63 @@ def test_groups_join_when_the_batch_runs_low(setup):
     else:  # a sliding window counts cache slots: groups do not merge
         assert events[:4] == [("draw", 0), ("done", 0), ("done", 1), ("draw", 2)]
     assert got == {0: early, **{k: reference[k] for k in (1, 2, 3)}}
+
+
+def test_first_passes_by_hand(monkeypatch):
+    """Rows sorted by prompt + draft length, cut where a pass (10 positions here) costs less than
+    the padding it saves: 2×(2+0) … one pass of all would be 4×16 + 10 = 74, these two 22 + 42."""
+    monkeypatch.setattr(decoding, "PASS_SLOTS", 10)
+    prompts = [[1, 2], [1, 2], [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]]
+    ids, mask = _left_padded(prompts)
+    group = Group([0, 1, 2, 3], ids, mask, drafts=[[7] * 10, None, [7] * 10, None])
+    rows = decoding._Rows.start(group, drafting=True)
+    assert decoding._first_passes(rows, max_new_tokens=50) == [[1, 3], [0, 2]]
+    assert decoding._first_passes(rows, max_new_tokens=4) == [[1, 0, 3, 2]]  # drafts cut to 3: one pass
+    part = rows.split([[0]])[0]  # its prompt without the columns that only pad it
+    assert part.feed.tolist() == [[1, 2]] and part.feed_mask.tolist() == [[1, 1]]
+
+
+def test_split_first_passes_keep_greedy_tokens(setup, monkeypatch):
+    """With padding made as costly as a pass, a group whose rows' prompt + draft lengths all differ
+    runs its first pass row by row, then decodes as one batch: the reference tokens still."""
+    model, reference = setup[0], setup[-1]
+    monkeypatch.setattr(decoding, "PASS_SLOTS", 0)
+    view = plain_view(model)
+    batches, forward = [], view.model.forward
+
+    def counted(*args, **kwargs):
+        batches.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(view.model, "forward", counted)
+    drafts = [r[:k] for r, k in zip(reference, (19, 3, 0, 10))]
+    drafts[1] = drafts[1][:2] + [drafts[1][2] + 1]  # a wrong token too
+    assert _decode(setup, lambda tokens: None, drafts=drafts) == reference
+    if sliding_window(model.original_model.config) is None:
+        assert batches[:5] == [1, 1, 1, 1, 3]  # the row with the whole draft is done in its first pass
+    else:  # rows would have to merge into one window that counts cache slots: no split
+        assert batches[0] == 4
+
+
+def test_split_first_passes_with_a_cached_head(setup, monkeypatch):
+    """The same, with each row's first 4 prompt tokens given as a KV cache (as the few-shot prefix
+    is): the split passes take their rows' slices of it."""
+    model, vectors, prompts, lams, reference = setup
+    monkeypatch.setattr(decoding, "PASS_SLOTS", 0)
+    view, hooks = plain_view(model), steering_hooks(model, vectors, lams)
+    with torch.inference_mode(), view.hooks(hooks):
+        cache = view.model(input_ids=torch.tensor([p[:4] for p in prompts]), use_cache=True).past_key_values
+    ids, tail_mask = _left_padded([p[4:] for p in prompts])
+    mask = torch.cat([torch.ones(len(prompts), 4, dtype=torch.long), tail_mask], dim=1)
+    drafts = [r[:k] for r, k in zip(reference, (19, 3, 0, 10))]
+    group = Group([0, 1, 2, 3], ids, mask, cache, drafts=drafts)
+    for part, index in zip(decoding._Rows.start(group, True).split([[2], [0, 3]]), ([2], [0, 3])):
+        for mine, whole in zip(part.cache.layers, cache.layers):  # copies of the rows' slices
+            assert torch.equal(mine.keys, whole.keys[index]) and torch.equal(mine.values, whole.values[index])
+            assert mine.keys.data_ptr() != whole.keys.data_ptr()
+    got = dict(decode(
+        view, [group],
+        hooks_for=lambda keys: steering_hooks(model, vectors, lams[keys]), max_new_tokens=N_NEW,
+        finished=lambda tokens: None,
+    ))
+    assert [got[k] for k in range(4)] == reference

@@ -10,6 +10,7 @@ neighbouring values mostly produce the same text).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
@@ -24,6 +25,9 @@ __all__ = ["Group", "Sampling", "decode", "propose"]
 LOOKAHEAD = 8
 #: Most tokens proposed from an n-gram match (fewer of them are right than of an aligned draft).
 NGRAM_LOOKAHEAD = 3
+#: On the CPU, one more forward pass costs about as much as this many padded token positions: a
+#: joining group's first pass (prompt + whole draft) is split where that saves more padding.
+PASS_SLOTS = 32
 
 
 @dataclass(frozen=True)
@@ -106,17 +110,64 @@ class _Rows:
         for name in ("keys", "out", "drafts", "lookup"):
             setattr(self, name, [getattr(self, name)[i] for i in index])
 
-    def absorb(self, other: "_Rows") -> None:
-        """Append ``other``'s rows, the shorter cache left-padded with masked zeros."""
+    def split(self, parts: list[list[int]]) -> list["_Rows"]:
+        """New row sets of the rows indexed by each part (copies), before the first pass; prompt
+        columns that are padding in every row of a part are dropped."""
+        out = []
+        for index in parts:
+            picked = torch.tensor(index, device=self.feed.device, dtype=torch.long)
+            feed_mask = self.feed_mask[picked]
+            skip = int((feed_mask.cumsum(-1) == 0).sum(-1).min())  # leading all-padding columns
+            cache = None
+            if self.cache is not None:
+                cache = copy.copy(self.cache)
+                cache.layers = [copy.copy(layer) for layer in self.cache.layers]
+                for layer in cache.layers:
+                    layer.keys, layer.values = layer.keys[picked], layer.values[picked]
+            out.append(_Rows(
+                [self.keys[i] for i in index], [[] for _ in index], [self.drafts[i] for i in index],
+                [self.lookup[i] for i in index], self.feed[picked][:, skip:], feed_mask[:, skip:],
+                self.mask[picked], cache,
+            ))
+        return out
+
+    def absorb(self, others: list["_Rows"]) -> None:
+        """Append the rows of ``others``, shorter caches left-padded with masked zeros."""
         self.hooks = None
-        width = max(self.mask.shape[1], other.mask.shape[1])
-        for mine, theirs in zip(self.cache.layers, other.cache.layers):
-            mine.keys = torch.cat([_left_pad(mine.keys, width, 2), _left_pad(theirs.keys, width, 2)])
-            mine.values = torch.cat([_left_pad(mine.values, width, 2), _left_pad(theirs.values, width, 2)])
-        self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(other.mask, width, 1)])
-        self.feed, self.feed_mask = torch.cat([self.feed, other.feed]), torch.cat([self.feed_mask, other.feed_mask])
-        for name in ("keys", "out", "drafts", "lookup"):
-            getattr(self, name).extend(getattr(other, name))
+        sets = [self, *others]
+        width = max(rows.mask.shape[1] for rows in sets)
+        for layers in zip(*(rows.cache.layers for rows in sets)):
+            layers[0].keys = torch.cat([_left_pad(layer.keys, width, 2) for layer in layers])
+            layers[0].values = torch.cat([_left_pad(layer.values, width, 2) for layer in layers])
+        self.mask = torch.cat([_left_pad(rows.mask, width, 1) for rows in sets])
+        self.feed = torch.cat([rows.feed for rows in sets])
+        self.feed_mask = torch.cat([rows.feed_mask for rows in sets])
+        for rows in others:
+            for name in ("keys", "out", "drafts", "lookup"):
+                getattr(self, name).extend(getattr(rows, name))
+
+
+def _first_passes(rows: _Rows, max_new_tokens: int) -> list[list[int]]:
+    """Row indices of a joining group, split into first passes that together compute the fewest
+    token positions, counting ``PASS_SLOTS`` per pass: rows sorted by prompt + draft length,
+    contiguous runs found by dynamic programming."""
+    prompt = rows.feed_mask.sum(-1).tolist()
+    draft = [min(len(d), max_new_tokens - 1) for d in rows.drafts]
+    order = sorted(range(len(prompt)), key=lambda i: (prompt[i] + draft[i], prompt[i]))
+    best, cut = [0] + [float("inf")] * len(order), [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        widest_prompt = widest_draft = 0
+        for start in range(end - 1, -1, -1):
+            widest_prompt = max(widest_prompt, prompt[order[start]])
+            widest_draft = max(widest_draft, draft[order[start]])
+            cost = best[start] + PASS_SLOTS + (end - start) * (widest_prompt + widest_draft)
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    parts, end = [], len(order)
+    while end:
+        parts.append(order[cut[end] : end])
+        end = cut[end]
+    return parts[::-1]
 
 
 def _left_pad(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
@@ -161,11 +212,17 @@ def decode(
                     window is None or group.mask.shape[1] + (LOOKAHEAD + 2) * max_new_tokens < window
                 )
                 joining = _Rows.start(group, drafting)
-                yield from _step(view, joining, hooks_for, max_new_tokens, finished, sampling, generator)
-                if running is None or not running.keys:
-                    running = joining
-                elif joining.keys:
-                    running.absorb(joining)
+                # on the CPU padding costs compute: split the first pass (merging needs a global window)
+                if window is None and view.device.type == "cpu" and any(joining.drafts):
+                    parts = joining.split(_first_passes(joining, max_new_tokens))
+                else:
+                    parts = [joining]
+                for part in parts:
+                    yield from _step(view, part, hooks_for, max_new_tokens, finished, sampling, generator)
+                alive = [rows for rows in (running, *parts) if rows is not None and rows.keys]
+                running = alive[0] if alive else None
+                if len(alive) > 1:
+                    running.absorb(alive[1:])
                 continue
         if running is None or not running.keys:
             return

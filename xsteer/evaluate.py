@@ -198,14 +198,19 @@ class Evaluator:
         first = min(r.lam for r in todo)
         return [part for part in ([r for r in todo if r.lam == first], [r for r in todo if r.lam != first]) if part]
 
-    def _drafts(self, row: _Row, split, condition, lams: Sequence[float]) -> list[list[int]]:
-        """Token ids of up to ``MAX_DRAFTS`` stored answers to the same prompt at other λ values of
-        this sweep, nearest λ first, then the baseline's: drafts that greedy decoding verifies,
-        never trusts."""
+    def _drafts(self, row: _Row, split, condition, lams: Sequence[float], fresh: dict) -> list[list[int]]:
+        """Token ids of up to ``MAX_DRAFTS`` answers to the same prompt at other λ values of this
+        sweep, nearest λ first, then the baseline's: drafts that greedy decoding verifies, never
+        trusts. ``fresh`` maps ``(example id, λ)`` to the tokens of rows finished in this run (not
+        yet stored); stored answers are tokenized again."""
         ex, found = row.example, []
         keys = [(split, condition, ex.id, lam, 0) for lam in sorted(lams, key=lambda l: abs(l - row.lam))]
         for key in [*keys, (split, "baseline", ex.id, 0.0, 0)]:
-            if len(found) < MAX_DRAFTS and key in self.store and (key[3] != row.lam or key[1] != condition):
+            if len(found) == MAX_DRAFTS or (key[3] == row.lam and key[1] == condition):
+                continue
+            if key[1] == condition and (ex.id, key[3]) in fresh:
+                found.append(fresh[ex.id, key[3]])
+            elif key in self.store:
                 found.append(self.tokenizer(self.store[key].output, add_special_tokens=False)["input_ids"])
         return found
 
@@ -275,8 +280,9 @@ class Evaluator:
         """Records of greedy (or sampled) generation, as rows finish: groups of ``batch_size`` rows
         (the few-shot prefix computed once per distinct λ of a group) join the running batch when
         it falls below a quarter of that; each row stops at an end token or the task's stop
-        strings. Greedy rows verify other λ values' stored answers as drafts (``_drafts``)."""
+        strings. Greedy rows verify other λ values' answers as drafts (``_drafts``)."""
         prompts: dict[int, str] = {}
+        fresh: dict[tuple[str, float], list[int]] = {}  # (example id, λ) -> tokens, rows finished so far
 
         def groups() -> Iterator[Group]:  # drawn lazily: drafts see the rows finished so far
             for start in range(0, len(rows), self.batch_size):
@@ -285,7 +291,7 @@ class Evaluator:
                 ids, mask, cache = self._layout(prefixes, suffixes, vectors, [r.lam for r in chunk], self.max_new_tokens)
                 keys = list(range(start, start + len(chunk)))
                 prompts.update(zip(keys, texts))
-                drafts = [self._drafts(r, split, condition, lams) if sampling is None else [] for r in chunk]
+                drafts = [self._drafts(r, split, condition, lams, fresh) if sampling is None else [] for r in chunk]
                 yield Group(
                     keys, ids[:, 0 if cache is None else len(prefixes[0]) :], mask, cache,
                     drafts=[d[0] if d else None for d in drafts],
@@ -298,6 +304,8 @@ class Evaluator:
             max_new_tokens=self.max_new_tokens, finished=self._finished, sampling=draw,
             refill_below=self.batch_size // 4,
         ):
+            if sampling is None:
+                fresh[rows[key].example.id, rows[key].lam] = tokens
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             yield self._record(rows[key], split, condition, prompts.pop(key), text, self.task.extract(text))
 
