@@ -120,10 +120,9 @@ class _Rows:
             skip = int((feed_mask.cumsum(-1) == 0).sum(-1).min())  # leading all-padding columns
             cache = None
             if self.cache is not None:
-                cache = copy.copy(self.cache)
+                cache = copy.copy(self.cache)  # layers copied shallowly: selecting rebinds their tensors
                 cache.layers = [copy.copy(layer) for layer in self.cache.layers]
-                for layer in cache.layers:
-                    layer.keys, layer.values = layer.keys[picked], layer.values[picked]
+                cache.batch_select_indices(picked)
             out.append(_Rows(
                 [self.keys[i] for i in index], [[] for _ in index], [self.drafts[i] for i in index],
                 [self.lookup[i] for i in index], self.feed[picked][:, skip:], feed_mask[:, skip:],
@@ -152,7 +151,7 @@ def _first_passes(rows: _Rows, max_new_tokens: int) -> list[list[int]]:
     token positions, counting ``PASS_SLOTS`` per pass: rows sorted by prompt + draft length,
     contiguous runs found by dynamic programming."""
     prompt = rows.feed_mask.sum(-1).tolist()
-    draft = [min(len(d), max_new_tokens - 1) for d in rows.drafts]
+    draft = [len(propose([], d, max_new_tokens - 1)) for d in rows.drafts]  # what the first pass feeds
     order = sorted(range(len(prompt)), key=lambda i: (prompt[i] + draft[i], prompt[i]))
     best, cut = [0] + [float("inf")] * len(order), [0] * (len(order) + 1)
     for end in range(1, len(order) + 1):
