@@ -169,6 +169,9 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder made by `xstee
     typer.echo(f"Report: {path}")
 
 
+# ---- end of commands ----
+
+
 @app.command()
 @_friendly
 def models(
