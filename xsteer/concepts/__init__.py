@@ -1,0 +1,25 @@
+"""Concepts as contrast-pair sets with a held-out split: built-in, task-derived or user-supplied.
+
+``load_concept(name)`` builds one of ``CONCEPTS`` ("sentiment", "language", "arith_truth"),
+``task:<task name>`` or a JSONL file of ``{"positive": ..., "negative": ...}`` lines;
+``concept_from_pairs`` wraps pairs you already have.
+"""
+
+from .base import JUDGES, MIN_PAIRS, Concept, concept_from_pairs, split_concept_pairs
+from .files import read_pairs_jsonl
+from .language import language_pairs
+from .registry import CONCEPTS, load_concept
+from .sentiment import sentiment_pairs
+
+__all__ = [
+    "CONCEPTS",
+    "JUDGES",
+    "MIN_PAIRS",
+    "Concept",
+    "concept_from_pairs",
+    "language_pairs",
+    "load_concept",
+    "read_pairs_jsonl",
+    "sentiment_pairs",
+    "split_concept_pairs",
+]

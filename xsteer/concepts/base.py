@@ -1,0 +1,151 @@
+"""The ``Concept`` type: a named set of contrast pairs split into train and held-out test pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from xsteer.contrast import ContrastPair, pairs_hash
+
+__all__ = ["JUDGES", "MIN_PAIRS", "Concept", "concept_from_pairs", "split_concept_pairs"]
+
+MIN_PAIRS = 16
+"""Fewest pairs a concept may have: below this the held-out AUROC has too few items to mean much."""
+
+MIN_SPLIT = 4
+"""Fewest pairs each of the train and test splits may have."""
+
+JUDGES = ("sentiment", "language")
+"""External judges that can score a concept's expression in generated text (``Concept.judge``)."""
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A concept as contrast pairs: ``train`` pairs fit vectors, disjoint ``test`` pairs score them.
+
+    ``judge`` names the external judge that scores the concept's expression in text ("sentiment":
+    positive side = positive sentiment; "language": positive side = French), or None.
+    """
+
+    name: str
+    train: list[ContrastPair]
+    test: list[ContrastPair]
+    judge: str | None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.strip():
+            raise ValueError("A concept needs a non-empty name.")
+        if self.judge is not None and self.judge not in JUDGES:
+            raise ValueError(f"Unknown judge {self.judge!r} for concept {self.name!r}; use one of {JUDGES} or None.")
+        if len(self.train) < MIN_SPLIT or len(self.test) < MIN_SPLIT:
+            raise ValueError(
+                f"Concept {self.name!r} has {len(self.train)} train and {len(self.test)} test pairs; each "
+                f"split needs at least {MIN_SPLIT} (give more pairs or change held_out)."
+            )
+        train_keys = {(p.positive, p.negative) for p in self.train}
+        overlap = [p for p in self.test if (p.positive, p.negative) in train_keys]
+        if overlap:
+            raise ValueError(
+                f"Concept {self.name!r}: {len(overlap)} test pairs also appear in train "
+                f"(e.g. {overlap[0].positive[:50]!r}); the held-out split must be disjoint."
+            )
+
+    @property
+    def pairs(self) -> list[ContrastPair]:
+        """All pairs, train first."""
+        return [*self.train, *self.test]
+
+    def texts(self, split: str = "train") -> list[str]:
+        """Positive texts then negative texts of a split ("train", "test" or "all")."""
+        pairs = {"train": self.train, "test": self.test, "all": self.pairs}.get(split)
+        if pairs is None:
+            raise ValueError(f"split must be 'train', 'test' or 'all', not {split!r}.")
+        return [p.positive for p in pairs] + [p.negative for p in pairs]
+
+    @property
+    def data_hash(self) -> str:
+        """Content hash of train + test pairs (provenance)."""
+        return pairs_hash(self.pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary fields (not the pairs themselves)."""
+        return {
+            "name": self.name,
+            "judge": self.judge,
+            "description": self.description,
+            "n_train": len(self.train),
+            "n_test": len(self.test),
+            "data_hash": self.data_hash,
+        }
+
+    def __repr__(self) -> str:
+        return f"Concept({self.name!r}, train={len(self.train)}, test={len(self.test)}, judge={self.judge!r})"
+
+
+def _as_pairs(name: str, pairs: Sequence[ContrastPair] | Sequence[tuple[str, str]]) -> list[ContrastPair]:
+    out = []
+    for i, p in enumerate(pairs):
+        if isinstance(p, ContrastPair):
+            out.append(p)
+            continue
+        if not isinstance(p, (tuple, list)) or len(p) != 2 or not all(isinstance(t, str) for t in p):
+            raise TypeError(
+                f"Concept {name!r}: pair {i} is {type(p).__name__}; give ContrastPair objects or "
+                "(positive, negative) tuples of strings."
+            )
+        try:
+            out.append(ContrastPair(p[0], p[1]))
+        except ValueError as err:
+            raise ValueError(f"Concept {name!r}, pair {i}: {err}") from None
+    return out
+
+
+def _check_unique(name: str, pairs: list[ContrastPair]) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for i, p in enumerate(pairs):
+        key = (p.positive, p.negative)
+        if key in seen:
+            raise ValueError(
+                f"Concept {name!r}: pair {i} duplicates pair {seen[key]} ({p.positive[:50]!r}); "
+                "drop duplicates so the held-out split stays disjoint from train."
+            )
+        seen[key] = i
+
+
+def split_concept_pairs(n: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train indices, test indices) for ``n`` pairs, ``round(n * held_out)`` of them held out."""
+    if not 0 < held_out < 1:
+        raise ValueError(f"held_out must be in (0, 1), not {held_out}.")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(n * held_out))
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def concept_from_pairs(
+    name: str,
+    pairs: Sequence[ContrastPair] | Sequence[tuple[str, str]],
+    *,
+    held_out: float = 0.25,
+    seed: int = 0,
+    judge: str | None = None,
+    description: str = "",
+) -> Concept:
+    """A concept from user pairs (``ContrastPair`` or ``(positive, negative)`` tuples), split seeded."""
+    pairs = _as_pairs(name, pairs)
+    if len(pairs) < MIN_PAIRS:
+        raise ValueError(
+            f"Concept {name!r} has {len(pairs)} pairs; at least {MIN_PAIRS} are needed for a held-out "
+            "readout. Add more pairs."
+        )
+    _check_unique(name, pairs)
+    train_idx, test_idx = split_concept_pairs(len(pairs), held_out, seed)
+    return Concept(
+        name=name,
+        train=[pairs[i] for i in train_idx],
+        test=[pairs[i] for i in test_idx],
+        judge=judge,
+        description=description,
+    )
