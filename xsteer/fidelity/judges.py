@@ -1,0 +1,138 @@
+"""Scoring steered text without looking at the vectors: external concept judges and fluency costs.
+
+- ``SentimentJudge``: VADER compound score in [-1, 1] (positive sentiment > 0).
+- ``LanguageJudge``: lingua's probability that a text is French rather than English, in [0, 1].
+- ``completion_nll``: mean per-token negative log-likelihood of completions under a model (the
+  *unsteered* child), batched with left padding.
+- ``distinct_n``: share of distinct word n-grams in a text (low = repetitive, degenerate text).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["JUDGE_PACKAGES", "Judge", "LanguageJudge", "SentimentJudge", "completion_nll", "distinct_n", "make_judge"]
+
+#: judge name -> (module imported, PyPI package that provides it)
+JUDGE_PACKAGES: dict[str, tuple[str, str]] = {
+    "sentiment": ("vaderSentiment.vaderSentiment", "vaderSentiment"),
+    "language": ("lingua", "lingua-language-detector"),
+}
+
+
+def _import(judge: str):
+    module, package = JUDGE_PACKAGES[judge]
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ModuleNotFoundError(
+            f"The {judge} judge needs the {package!r} package: pip install {package} "
+            "(or pip install 'xsteer[judges]')."
+        ) from None
+
+
+class Judge(Protocol):
+    """Scores the expression of a concept in texts; higher = more of the concept's positive side."""
+
+    name: str
+
+    def score(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class SentimentJudge:
+    """VADER compound sentiment in [-1, 1]; an empty text scores 0."""
+
+    name = "sentiment"
+
+    def __init__(self) -> None:
+        self._analyzer = _import("sentiment").SentimentIntensityAnalyzer()
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        """Compound score per text."""
+        return np.array([self._analyzer.polarity_scores(t)["compound"] for t in texts], dtype=float)
+
+
+class LanguageJudge:
+    """P(French) / (P(French) + P(English)) from lingua restricted to those two languages; 0.5 where
+    lingua finds no evidence either way (e.g. an empty text)."""
+
+    name = "language"
+
+    def __init__(self) -> None:
+        lingua = _import("language")
+        self._fr, self._en = lingua.Language.FRENCH, lingua.Language.ENGLISH
+        self._detector = lingua.LanguageDetectorBuilder.from_languages(self._en, self._fr).build()
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        """Probability of French per text."""
+        out = []
+        for values in self._detector.compute_language_confidence_values_in_parallel(list(texts)):
+            conf = {v.language: v.value for v in values}
+            fr, en = conf.get(self._fr, 0.0), conf.get(self._en, 0.0)
+            out.append(fr / (fr + en) if fr + en > 0 else 0.5)
+        return np.array(out, dtype=float)
+
+
+_JUDGES = {"sentiment": SentimentJudge, "language": LanguageJudge}
+
+
+def make_judge(name: str | Judge) -> Judge:
+    """A judge by name ("sentiment" or "language"), or ``name`` itself when it already is one."""
+    if not isinstance(name, str):
+        return name
+    if name not in _JUDGES:
+        raise ValueError(f"Unknown judge {name!r}; use one of {sorted(_JUDGES)} or pass an object with .score(texts).")
+    return _JUDGES[name]()
+
+
+def distinct_n(text: str, n: int) -> float:
+    """Distinct word n-grams ÷ all word n-grams of ``text`` (whitespace words); NaN below n words."""
+    if n < 1:
+        raise ValueError(f"distinct_n needs n >= 1, not {n}.")
+    words = text.split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else float("nan")
+
+
+@torch.inference_mode()
+def completion_nll(
+    model,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Mean NLL (nats per token) of each completion given its prompt under ``model`` as it is (no
+    hooks), batched with left padding; NaN for an empty completion."""
+    from xsteer.plain import plain_view
+
+    if len(prompt_ids) != len(completion_ids):
+        raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions; pass one of each per row.")
+    view = plain_view(model)
+    pad = model.tokenizer.pad_token_id
+    pad = 0 if pad is None else pad
+    out = np.full(len(prompt_ids), np.nan)
+    rows = [i for i in range(len(prompt_ids)) if len(completion_ids[i]) and len(prompt_ids[i])]
+    rows.sort(key=lambda i: len(prompt_ids[i]) + len(completion_ids[i]))  # little padding per batch
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        full = [list(prompt_ids[i]) + list(completion_ids[i]) for i in chunk]
+        width = max(map(len, full))
+        ids = torch.tensor([[pad] * (width - len(f)) + f for f in full], device=view.device)
+        mask = torch.tensor([[0] * (width - len(f)) + [1] * len(f) for f in full], device=view.device)
+        keep = max(len(completion_ids[i]) for i in chunk) + 1
+        logits = view.model(
+            input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            logits_to_keep=keep,
+        ).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)  # position j predicts token j + 1 of the kept tail
+        targets = ids[:, -(keep - 1) :]
+        token_lp = logp.gather(-1, targets[..., None])[..., 0]
+        for r, i in enumerate(chunk):
+            k = len(completion_ids[i])
+            out[i] = float(-token_lp[r, -k:].mean())
+    return out

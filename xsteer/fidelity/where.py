@@ -1,0 +1,105 @@
+"""Where to steer: the child's layer bands at which its own vector moves the judge most per unit of
+fluency cost, and a layer map that sends parent vectors to exactly those layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from xsteer.fidelity.judges import Judge, make_judge
+from xsteer.fidelity.steering import NEUTRAL_PROMPTS, _shift_cost, restrict, run_curves
+from xsteer.vectors import SteeringVectors
+
+__all__ = ["COST_FLOOR", "BandScore", "WhereResult", "layer_bands", "steerable_layers", "targeted_map"]
+
+#: NLL increase (nats/token) below which a band's cost counts as this much: a band that barely
+#: changes the text is not "efficient" by dividing a tiny shift by a tinier cost.
+COST_FLOOR = 0.1
+
+
+def layer_bands(n_layers: int, width: int = 5, stride: int = 4) -> list[list[int]]:
+    """Contiguous bands of ``width`` layers every ``stride`` layers, the last one ending at the top."""
+    if width < 1 or stride < 1:
+        raise ValueError(f"Band width and stride must be >= 1 (got width={width}, stride={stride}).")
+    width = min(width, n_layers)
+    starts = list(range(0, n_layers - width + 1, stride))
+    if starts[-1] != n_layers - width:
+        starts.append(n_layers - width)
+    return [list(range(s, s + width)) for s in starts]
+
+
+@dataclass(frozen=True)
+class BandScore:
+    """One band: the own vector's mean judge shift and NLL increase per strength, and its score
+    max_f shift(f) / max(cost(f), COST_FLOOR)."""
+
+    layers: list[int]
+    strengths: list[float]
+    shift: list[float]
+    cost: list[float]
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable fields."""
+        return {"layers": self.layers, "strengths": self.strengths, "shift": self.shift, "cost": self.cost,
+                "score": self.score}
+
+
+@dataclass(frozen=True)
+class WhereResult:
+    """Band scores of one concept in one child, best first by score."""
+
+    judge: str
+    bands: list[BandScore]
+
+    @property
+    def best(self) -> list[int]:
+        """Layers of the highest-scoring band."""
+        return self.bands[0].layers
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable fields."""
+        return {"judge": self.judge, "best": self.best, "bands": [b.to_dict() for b in self.bands]}
+
+
+def steerable_layers(
+    child,
+    own: SteeringVectors,
+    judge: str | Judge,
+    *,
+    bands: Sequence[Sequence[int]] | None = None,
+    width: int = 5,
+    stride: int = 4,
+    strengths: Sequence[float] = (0.08, 0.32),
+    prompts: Sequence[str] = NEUTRAL_PROMPTS[:8],
+    max_new_tokens: int = 32,
+    chat: bool = True,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> WhereResult:
+    """Score each band (default :func:`layer_bands` over the child's depth) by how far the child's
+    own vector moves ``judge`` per unit NLL increase, on a few prompts and strengths."""
+    judge = make_judge(judge)
+    bands = [list(b) for b in (bands or layer_bands(own.n_layers, width, stride))]
+    sets = {f"band{b[0]}-{b[-1]}": restrict(own, b) for b in bands}
+    base, curves, _ = run_curves(child, sets, judge, prompts, strengths, max_new_tokens=max_new_tokens, chat=chat,
+                                 batch_size=batch_size)
+    scores = []
+    for b, label in zip(bands, sets):
+        shift, cost = (x[1:] for x in _shift_cost(curves[label], base))
+        score = float(np.max(shift / np.maximum(cost, COST_FLOOR)))
+        scores.append(BandScore(b, curves[label].strengths, shift.tolist(), cost.tolist(), score))
+    return WhereResult(judge.name, sorted(scores, key=lambda s: -s.score))
+
+
+def targeted_map(child_layers: Sequence[int], n_parent_layers: int, n_child_layers: int):
+    """An ``ExplicitMap`` {child layer -> parent layer} for ``child_layers``, each paired with the
+    parent layer at the same relative depth (round(l · (P − 1) / (C − 1)))."""
+    from xsteer.transfer import ExplicitMap
+
+    if not child_layers:
+        raise ValueError("targeted_map needs at least one child layer.")
+    scale = (n_parent_layers - 1) / max(1, n_child_layers - 1)
+    return ExplicitMap({int(l): int(round(l * scale)) for l in child_layers})
