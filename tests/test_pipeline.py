@@ -76,9 +76,9 @@ def test_rerun_resumes_without_new_records(run):
 
 def test_resume_with_saved_vectors_needs_no_parent(run):
     """A folder with parent vectors and the transfer resumes (here: more random controls) with only
-    the child at hand; the parent spec is never loaded."""
+    the child at hand; the parent spec ("p", which no loader knows) is never loaded."""
     out, result, models, cfg = run
-    cfg2 = TransferConfig(**{**cfg.__dict__, "parent": "not-a-loadable-model", "n_random": 3})
+    cfg2 = TransferConfig(**{**cfg.__dict__, "n_random": 3})
     again = run_transfer(cfg2, out, models={"c": models["c"]}, progress=False)
     assert again.conditions["transfer"].its_correct == result.conditions["transfer"].its_correct
     assert "random[2]" in again.conditions

@@ -26,6 +26,7 @@ __all__ = [
     "EmbeddedModel",
     "TINY_ARCHS",
     "cache_dir",
+    "check_model_spec",
     "d_model",
     "default_device",
     "embedded_gguf_path",
@@ -191,16 +192,71 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+TINY_PREFIX = "tiny:"
+
+
+def _parse_tiny(spec: str) -> tuple[str, int, int, int]:
+    """``tiny:<arch>[:<n_layers>[:<d_model>[:<seed>]]]`` → (arch, n_layers, d_model, seed)."""
+    parts = spec[len(TINY_PREFIX):].split(":")
+    fix = "Fix: write e.g. tiny:llama:3:64:0 (arch, layers, width, seed)."
+    if not 1 <= len(parts) <= 4 or parts[0] not in TINY_ARCHS:
+        raise ValueError(f"Bad tiny-model spec {spec!r}: the arch must be one of {TINY_ARCHS}. {fix}")
+    try:
+        nums = [int(x) for x in parts[1:]]
+    except ValueError:
+        raise ValueError(f"Bad tiny-model spec {spec!r}: layers, width and seed must be integers. {fix}") from None
+    n_layers, width, seed = (nums + [2, 64, 0][len(nums):])[:3]
+    if n_layers < 1 or width < 16 or width % 16:
+        raise ValueError(f"Bad tiny-model spec {spec!r}: needs layers >= 1 and a width that is a multiple of 16. {fix}")
+    return parts[0], n_layers, width, seed
+
+
+def check_model_spec(spec: str | os.PathLike) -> str:
+    """Raise a one-line ValueError / FileNotFoundError unless ``spec`` can name a model
+    (embedded name, ``tiny:<arch>...``, existing .gguf file, Hugging Face folder, or an
+    ``owner/name`` hub id); loads nothing. Returns the kind: embedded, tiny, gguf, folder or hub."""
+    spec_str = str(spec)
+    if spec_str in EMBEDDED:
+        return "embedded"
+    if spec_str.startswith(TINY_PREFIX):
+        _parse_tiny(spec_str)
+        return "tiny"
+    path = Path(spec_str).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {path} does not exist; check the path.")
+        return "gguf"
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"{path} is a folder without config.json; point at a Hugging Face model folder "
+                "(config.json + weights + tokenizer) or a .gguf file."
+            )
+        return "folder"
+    owner, _, name = spec_str.partition("/")
+    if path.exists() or spec_str.startswith((".", "/", "~")) or not owner or not name or "/" in name:
+        raise ValueError(
+            f"Unknown model spec {spec_str!r}. Use one of the embedded defaults "
+            f"{sorted(EMBEDDED)}, a .gguf file, a local Hugging Face folder, or a hub id "
+            "like 'Qwen/Qwen3-0.6B'."
+        )
+    return "hub"
+
+
 def load_model(spec: str | os.PathLike, device: str | None = None, dtype: torch.dtype = torch.float32):
     """Load a model as a TransformerLens ``TransformerBridge`` (compatibility mode off).
 
     ``spec`` is an embedded default name (see ``EMBEDDED``), a ``.gguf`` file, a local Hugging Face
     folder, or a Hugging Face hub id (needs network the first time). GGUF files are dequantized once
     into ``cache_dir()/converted`` and loaded from there afterwards. ``device`` defaults to
-    ``default_device()``.
+    ``default_device()``. ``tiny:<arch>:<layers>:<width>:<seed>`` builds a random-weight
+    ``tiny_model`` (for tests of the command line).
     """
     spec_str = str(spec)
     device = device or default_device()
+    if spec_str.startswith(TINY_PREFIX):  # random-weight test models, e.g. tiny:llama:3:64:0
+        arch, layers, width, seed = _parse_tiny(spec_str)
+        return tiny_model(arch, layers, width, seed, device=device)
     if spec_str in EMBEDDED:
         folder = _convert_gguf(EMBEDDED[spec_str].locate())
         return _load_folder(folder, spec_str, device, dtype)

@@ -4,18 +4,23 @@ with controls on the same grid and items."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+from xsteer.checks import check_choice, check_device, check_finite, check_int, check_lambda_values, check_task_name
 from xsteer.contrast import from_task
 from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, check_lambdas, its_vote
 from xsteer.extract import collect_activations, extract_vectors, random_vectors
-from xsteer.models import load_model
-from xsteer.records import RecordStore
+from xsteer.models import check_model_spec, load_model
+from xsteer.records import RecordStore, prompt_hash
 from xsteer.results import ConditionResult, TransferResult
+from xsteer.runfolder import RESUMABLE_FIELDS, RunFolder
 from xsteer.steer import relative_size, residual_norms
 from xsteer.tasks import load_task
 from xsteer.transfer import Transfer, cosine_to_reference
@@ -28,7 +33,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TransferConfig:
-    """Everything that defines a run; saved as config.json in the run folder."""
+    """Everything that defines a run; saved as config.json in the run folder.
+
+    Every field is checked on construction (see ``_CHECKS``), before any data or model loads; a
+    new field gets its entry there.
+    """
 
     parent: str = "gemma-3-270m"
     child: str = "smollm2-135m"
@@ -54,11 +63,56 @@ class TransferConfig:
     loglik_norm: bool = False
     seed: int = 0
     device: str | None = None  # None: "cuda" when visible, else "cpu"
+    source: str = "local"  # benchmark data: "local" folder or the Hugging Face "hub"
 
     def __post_init__(self) -> None:
+        for name, check in _CHECKS.items():
+            check(getattr(self, name))
         self.lambdas = check_lambdas(self.lambdas)
-        if self.n_random < 0:
-            raise ValueError("n_random must be >= 0.")
+        if self.scale == "relative" and max(self.lambdas) > 10:
+            warnings.warn(
+                f"λ = {max(self.lambdas):g} with scale='relative' adds {max(self.lambdas):g}× the "
+                "residual stream's norm; outputs will degenerate. Fix: keep relative λ <= 1.",
+                UserWarning, stacklevel=3,
+            )
+
+
+def _checks() -> dict[str, Callable[[Any], None]]:
+    from xsteer.extract import METHODS
+    from xsteer.transfer import ADAPTERS, LAYER_MAPS
+
+    def is_str(name):
+        def check(v):
+            if not isinstance(v, str) or not v.strip():
+                raise ValueError(f"{name} must be a non-empty string, not {v!r}.")
+        return check
+
+    return {
+        "parent": is_str("parent"),
+        "child": is_str("child"),
+        "task": check_task_name,
+        "task_mode": lambda v: v is None or check_choice("task mode", v, ("generate", "loglik")),
+        "k_shot": lambda v: check_int("k_shot", v, 0),
+        "method": lambda v: check_choice("method", v, METHODS),
+        "n_pairs": lambda v: check_int("n_pairs", v, 2),
+        "layer_map": lambda v: check_choice("layer map", v, LAYER_MAPS),
+        "adapter": lambda v: check_choice("adapter", v, ADAPTERS),
+        "n_anchors": lambda v: check_int("n_anchors", v, 2),
+        "scale": lambda v: check_choice("scale", v, ("absolute", "relative")),
+        "lambdas": check_lambda_values,
+        "n_val": lambda v: check_int("n_val", v, 1, optional=True),
+        "n_test": lambda v: check_int("n_test", v, 1, optional=True),
+        "n_random": lambda v: check_int("n_random", v, 0),
+        "sc_temperature": lambda v: check_finite("sc_temperature", v, positive=True),
+        "batch_size": lambda v: check_int("batch_size", v, 1),
+        "max_new_tokens": lambda v: check_int("max_new_tokens", v, 1, optional=True),
+        "seed": lambda v: check_int("seed", v, 0),
+        "device": check_device,
+        "source": lambda v: check_choice("source", v, ("local", "hub")),
+    }
+
+
+_CHECKS = _checks()
 
 
 def select_lambda(accuracy: dict[float, float]) -> float:
@@ -74,6 +128,11 @@ class _Models:
         self._cache = dict(preloaded or {})
         self.device = device
 
+    def check(self, spec: str) -> None:
+        """Raise before loading anything unless ``spec`` is loaded already or can name a model."""
+        if spec not in self._cache:
+            check_model_spec(spec)
+
     def __call__(self, spec: str):
         if spec not in self._cache:
             self._cache[spec] = load_model(spec, device=self.device)
@@ -84,13 +143,71 @@ def _subset(examples, n):
     return examples if n is None else examples[:n]
 
 
-def _cached_vectors(path: Path, make) -> SteeringVectors:
-    """Load vectors saved by an earlier (interrupted) run, else compute and save them."""
-    if path.with_suffix(".safetensors").exists():
-        return SteeringVectors.load(path)
-    vectors = make()
-    vectors.save(path)
-    return vectors
+def _check_unique_ids(task, split: str, examples) -> None:
+    counts = Counter(ex.id for ex in examples)
+    dup = {i: c for i, c in counts.items() if c > 1}
+    if dup:
+        shown = ", ".join(f"{i!r} ({c}×)" for i, c in list(dup.items())[:3])
+        raise ValueError(
+            f"Items of the {split} split of {task.name} share ids: {shown}; each item needs its own id "
+            "(records are kept per id). Fix: give the duplicated rows of the data file distinct ids, or drop them."
+        )
+
+
+def _data_hash(pairs, anchors, splits: dict[str, list]) -> str:
+    """SHA-256 of every text and gold answer the run reads."""
+    blob = {
+        "pairs": [(p.positive, p.negative) for p in pairs],
+        "anchors": anchors,
+        **{s: [(e.id, e.question, e.answer, e.choices) for e in exs] for s, exs in splits.items()},
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _config_key(cfg: TransferConfig) -> str:
+    """Hash of the config fields that decide what a record holds (not the resumable ones)."""
+    defaults = asdict(TransferConfig())  # fields at their default are left out, so new fields keep old keys
+    contract = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE_FIELDS and v != defaults.get(k)}
+    return hashlib.sha256(json.dumps(contract, sort_keys=True).encode()).hexdigest()
+
+
+def _check_prompts(child, task, splits: dict[str, list], store: RecordStore | None) -> None:
+    """Warn about prompts longer than the child's context; refuse stored records of other prompts."""
+    tokenizer = child.tokenizer
+    n_ctx = int(getattr(child.cfg, "n_ctx", 0) or 0)
+    too_long = []
+    derived = prompt_hash("")  # records derived from other records (log-likelihood self-consistency)
+    for split, examples in splits.items():
+        expected = {}
+        for ex in examples:
+            texts = {task.prompt(ex, tokenizer).text, task.prompt(ex, None).text}
+            expected[ex.id] = ({prompt_hash(t) for t in texts} | {derived}, ex.answer)
+            if n_ctx:
+                longest = max(len(tokenizer(t)["input_ids"]) for t in texts)
+                if longest > n_ctx:
+                    too_long.append((split, ex.id, longest))
+        if store is not None:
+            store.check_prompts(split, expected)
+    if too_long:
+        split, ident, n = too_long[0]
+        warnings.warn(
+            f"{len(too_long)} prompts are longer than {child.cfg.model_name}'s context of {n_ctx} tokens "
+            f"(e.g. {split} item {ident!r}: {n} tokens); they are scored beyond the trained context. "
+            "Fix: fewer --k-shot examples.",
+            UserWarning, stacklevel=3,
+        )
+
+
+def _warn_large_lambda(child, vectors: SteeringVectors, cfg: TransferConfig) -> None:
+    lam = max(cfg.lambdas)
+    size = relative_size(child, vectors, lam, scale=cfg.scale)
+    layer, ratio = max(size.items(), key=lambda kv: kv[1])
+    if ratio > 10:
+        warnings.warn(
+            f"λ = {lam:g} moves the child's residual stream by {ratio:.0f}× its median norm (layer "
+            f"{layer}); outputs will degenerate. Fix: a smaller λ grid (e.g. 'paper'), or --scale relative.",
+            UserWarning, stacklevel=3,
+        )
 
 
 def _condition(ev: Evaluator, name, kind, vectors, cfg, val, test) -> ConditionResult:
@@ -118,39 +235,77 @@ def run_transfer(
     models: dict[str, Any] | None = None,
     progress: bool = True,
     parent_vectors: SteeringVectors | None = None,
+    force: bool = False,
 ) -> TransferResult:
     """Run extraction, transfer, λ search, test, ITS and controls; save everything under ``out_dir``.
 
-    ``models`` may hold already-loaded bridges by spec; a run folder that already holds records
-    resumes where it stopped. The parent is loaded only when its vectors or the transfer still
+    ``models`` may hold already-loaded bridges by spec. ``out_dir`` is a run folder (see
+    ``xsteer.runfolder``): one run at a time; a folder holding the same run resumes where it stopped
+    (only ``RESUMABLE_FIELDS`` such as ``n_random`` may differ), a different one is refused unless
+    ``force=True`` starts it over. The parent is loaded only when its vectors or the transfer still
     have to be computed, so a run folder carrying both runs where only the child fits.
     """
     cfg = config or TransferConfig()
     get = models if isinstance(models, _Models) else _Models(models, cfg.device)
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    if out_dir is None:
+        return _run(cfg, None, get, progress, parent_vectors)
+    defaults = asdict(TransferConfig())
+    with RunFolder(out_dir, asdict(cfg), defaults, force=force) as folder:
+        return _run(cfg, folder, get, progress, parent_vectors)
 
-    task = load_task(cfg.task, data_dir=cfg.data_dir, k_shot=cfg.k_shot, seed=cfg.seed, mode=cfg.task_mode)
+
+def _run(cfg: TransferConfig, folder: RunFolder | None, get: _Models, progress: bool,
+         parent_vectors: SteeringVectors | None) -> TransferResult:
+    out = folder.path if folder is not None else None
+    # Everything that can be checked without a model, first.
+    task = load_task(cfg.task, data_dir=cfg.data_dir, source=cfg.source, k_shot=cfg.k_shot, seed=cfg.seed,
+                     mode=cfg.task_mode)
+    val = _subset(task.split("validation"), cfg.n_val)
+    test = _subset(task.split("test"), cfg.n_test)
+    for split, examples in (("validation", val), ("test", test)):
+        _check_unique_ids(task, split, examples)
     pairs = from_task(task, cfg.n_pairs, cfg.seed)
-    saved_parent = out is not None and (out / "vectors" / "parent.safetensors").exists()
-    has_vectors = parent_vectors is not None or saved_parent
-    has_transfer = out is not None and (out / "transfer.json").exists()
-    parent = None if has_vectors and has_transfer else get(cfg.parent)
+    anchors = [ex.question for ex in task.split("train")[: cfg.n_anchors]]
+
+    def has(name: str) -> bool:
+        return folder is not None and folder.has(name)
+
+    has_vectors = parent_vectors is not None or has("vectors/parent")
+    has_transfer = has("transfer")
+    need_parent = not (has_vectors and has_transfer)
+    get.check(cfg.child)
+    if need_parent:
+        get.check(cfg.parent)
+    parent = get(cfg.parent) if need_parent else None
     child = get(cfg.child)
+    splits = {"validation": val, "test": test}
+    records = out / "records" / "records.jsonl" if out is not None else None
+    key = _config_key(cfg)
+    reusing = folder is not None and folder.reusing
+    store = RecordStore(records, fingerprint=key) if reusing else None
+    _check_prompts(child, task, splits, store)
+    if folder is not None:
+        folder.start(_data_hash(pairs, anchors, splits))
+    store = store or RecordStore(records, fingerprint=key if records is not None else None)
 
     def saved(name, make):
-        return make() if out is None else _cached_vectors(out / "vectors" / name, make)
+        if folder is None:
+            return make()
+        if has(f"vectors/{name}"):
+            return SteeringVectors.load(out / "vectors" / name)
+        vectors = make()
+        vectors.save(out / "vectors" / name)
+        folder.saved_artifact(f"vectors/{name}")
+        return vectors
 
     if parent_vectors is None:
         parent_vectors = saved(
             "parent",
             lambda: extract_vectors(parent, pairs, cfg.method, seed=cfg.seed, progress=progress),
         )
-    elif out is not None:
+    elif folder is not None and not has("vectors/parent"):
         parent_vectors.save(out / "vectors" / "parent")
-    anchors = [ex.question for ex in task.split("train")[: cfg.n_anchors]]
+        folder.saved_artifact("vectors/parent")
     if has_transfer:  # resume: the transfer the vectors came from
         transfer = Transfer.load(out / "transfer")
     else:
@@ -159,19 +314,24 @@ def run_transfer(
         transfer = Transfer(cfg.layer_map, cfg.adapter).fit(
             parent, child, anchors, pooling="last", batch_size=cfg.batch_size, progress=progress
         )
-        if out is not None:
+        if folder is not None:
             transfer.save(out / "transfer")
-    child_pos = collect_activations(child, [p.positive for p in pairs])
-    child_neg = collect_activations(child, [p.negative for p in pairs])
-    transferred = saved("transferred", lambda: transfer.apply(parent_vectors, (child_pos, child_neg)))
+            folder.saved_artifact("transfer")
 
-    store = RecordStore(out / "records" / "records.jsonl" if out is not None else None)
+    def transfer_vectors() -> SteeringVectors:
+        # The child's pair activations only fix the transferred vectors' signs: collect them only
+        # when those vectors are not saved yet.
+        child_pos = collect_activations(child, [p.positive for p in pairs], progress=progress)
+        child_neg = collect_activations(child, [p.negative for p in pairs], progress=progress)
+        return transfer.apply(parent_vectors, (child_pos, child_neg))
+
+    transferred = saved("transferred", transfer_vectors)
+    _warn_large_lambda(child, transferred, cfg)
+
     ev = Evaluator(
         child, task, scale=cfg.scale, batch_size=cfg.batch_size, store=store,
         loglik_norm=cfg.loglik_norm, max_new_tokens=cfg.max_new_tokens, progress=progress,
     )
-    val = _subset(task.split("validation"), cfg.n_val)
-    test = _subset(task.split("test"), cfg.n_test)
     baseline = {
         split: [r.correct for r in ev.sweep(exs, split, "baseline", None, [0.0])[0.0]]
         for split, exs in (("validation", val), ("test", test))

@@ -205,7 +205,16 @@ class SteeringVectors:
         cls, path: str | Path, *, model: Any = None, d_model: int | None = None
     ) -> SteeringVectors:
         """Read vectors written by :meth:`save`; with ``model`` / ``d_model`` check they fit it."""
-        tensors, meta = read_pair(path, "a SteeringVectors (written by SteeringVectors.save)")
+        what = "a SteeringVectors (written by SteeringVectors.save)"
+        tensors, meta = read_pair(path, what)
+        allowed = {f.name for f in fields(cls) if f.name != "directions"}
+        unknown = sorted(set(meta) - allowed - {"layers"})
+        missing = sorted({"layers", "model_name", "d_model", "n_layers", "method"} - set(meta))
+        if unknown or missing:
+            problem = f"unknown keys {unknown}" if unknown else f"missing keys {missing}"
+            raise ValueError(
+                f"The sidecar JSON of {path} has {problem}; it is not {what}. Re-save the vectors."
+            )
         layers = meta.pop("layers")
         if sorted(tensors) != sorted(f"layer.{l}" for l in layers):
             raise ValueError(
@@ -213,7 +222,7 @@ class SteeringVectors:
                 "the pair is inconsistent. Re-save the vectors."
             )
         for key in ("explained_variance", "sign_agreement"):
-            meta[key] = {int(k): v for k, v in meta[key].items()}
+            meta[key] = {int(k): v for k, v in meta.get(key, {}).items()}
         vectors = cls(directions={l: tensors[f"layer.{l}"] for l in layers}, **meta)
         if d_model is not None:
             vectors._check_width(d_model, f"the requested width (d_model={d_model})")

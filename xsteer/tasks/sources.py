@@ -18,6 +18,7 @@ __all__ = ["ENV_VAR", "Source", "check_source", "data_root", "hub_rows", "local_
 ENV_VAR = "XSTEER_DATA_DIR"
 Source = Literal["local", "hub"]
 _HOW = f"Pass data_dir=... to load_task, set ${ENV_VAR}, or use --data-dir on the command line"
+_HUB = "or pass source='hub' (--source hub on the command line) to download it"
 
 
 def data_root(data_dir: str | os.PathLike | None) -> Path:
@@ -29,13 +30,13 @@ def data_root(data_dir: str | os.PathLike | None) -> Path:
     if not raw:
         raise FileNotFoundError(
             f"No benchmark data folder: data_dir is None and ${ENV_VAR} is not set. {_HOW} "
-            "(a folder holding gsm8k/, arc/, math/), or pass source='hub'."
+            f"(a folder holding gsm8k/, arc/, math/), {_HUB}."
         )
     root = Path(raw).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
             f"Benchmark data folder {root} (from {origin}) does not exist. {_HOW} pointing at the "
-            "folder that holds gsm8k/, arc/, math/, or pass source='hub'."
+            f"folder that holds gsm8k/, arc/, math/, {_HUB}."
         )
     return root
 
@@ -47,10 +48,54 @@ def local_rows(data_dir: str | os.PathLike | None, relpath: str) -> list[dict[st
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: the benchmark data folder {root} has no {relpath}. {_HOW} pointing "
-            "at a folder with the gsm8k/, arc/, math/ layout, or pass source='hub'."
+            f"at a folder with the gsm8k/, arc/, math/ layout, {_HUB}."
         )
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 text ({err.reason} at byte {err.start}). Fix: re-save the "
+            "file as UTF-8 JSON Lines."
+        ) from None
+    rows = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{path}:{lineno}: not valid JSON ({err.msg}, column {err.colno}). Fix that line: "
+                "each line must be one JSON object."
+            ) from None
+        problem = _row_problem(relpath, row)
+        if problem:
+            raise ValueError(f"{path}:{lineno}: {problem}. Fix that line or remove it.")
+        rows.append(row)
+    return rows
+
+
+def _row_problem(relpath: str, row: Any) -> str | None:
+    """What is wrong with one row of a local data file (``None`` when it has what its task reads)."""
+    if not isinstance(row, dict):
+        return f"a JSON {type(row).__name__}, not an object"
+    family = relpath.split("/", 1)[0]
+    need = {"gsm8k": ("question", "answer"), "arc": ("id", "question", "answerKey"),
+            "math": ("problem", "solution")}.get(family, ())
+    missing = [k for k in need if k not in row]
+    if missing:
+        return f"the row has no field {missing[0]!r} (a {family} row needs {list(need)})"
+    if family == "arc" and isinstance(row["question"], dict):
+        try:
+            labels = [c["label"] for c in row["question"]["choices"]]
+            [c["text"] for c in row["question"]["choices"]]
+            row["question"]["stem"]
+        except (KeyError, TypeError):
+            return "'question' needs 'stem' and 'choices' (a list of {'text', 'label'})"
+        if row["answerKey"] not in labels:
+            return f"answerKey {row['answerKey']!r} is not one of the choice labels {labels}"
+    return None
 
 
 def hub_rows(path: str, config: str | None, split: str) -> list[dict[str, Any]]:
