@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -22,13 +23,28 @@ def _friendly(fn):
         if kwargs.get("debug"):
             return fn(*args, **kwargs)
         logging.getLogger("transformers").setLevel(logging.ERROR)
+        warnings.showwarning = _one_line_warning
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
         except (ValueError, FileNotFoundError, OSError, KeyError, RuntimeError, ModuleNotFoundError) as err:
-            typer.secho(f"error: {err}", fg="red", err=True)
+            text = err.args[0] if isinstance(err, KeyError) and err.args else err
+            typer.secho(f"error: {' '.join(str(text).split())}", fg="red", err=True)
+            raise typer.Exit(2) from None
+        except Exception as err:  # anything else still gets one line; --debug shows where
+            typer.secho(
+                f"error: {type(err).__name__}: {' '.join(str(err).split())} (rerun with --debug for the traceback)",
+                fg="red", err=True,
+            )
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings on the command line: one line, without the source location."""
+    typer.secho(f"warning: {' '.join(str(message).split())}", fg="yellow", err=True)
 
 
 def _lambdas(text: str) -> list[float]:
@@ -72,7 +88,9 @@ def run(
     max_new_tokens: Optional[int] = typer.Option(None, help="Generation budget (default: the task's)."),
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when visible)."),
+    source: str = typer.Option("local", help="Benchmark data: local (--data-dir / $XSTEER_DATA_DIR) or hub (download)."),
     out: Path = typer.Option(Path("runs/default"), help="Run folder; an interrupted run resumes from it."),
+    force: bool = typer.Option(False, "--force", help="Start the run folder over when it holds a different run."),
     debug: bool = _DEBUG,
 ):
     """Extract in the parent, transfer to the child, choose λ, test at λ* and by ITS, with controls."""
@@ -84,10 +102,10 @@ def run(
         task_mode=mode, k_shot=k_shot, method=method, n_pairs=n_pairs, layer_map=layer_map,
         adapter=adapter, n_anchors=n_anchors, scale=scale, lambdas=_lambdas(lambdas), n_val=n_val,
         n_test=n_test, n_random=n_random, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed,
-        device=device,
+        device=device, source=source,
     )
     typer.echo(f"xsteer run: {parent} → {child} on {task}; run folder {out}")
-    run_transfer(cfg, out)
+    run_transfer(cfg, out, force=force)
     vectors = SteeringVectors.load(out / "vectors" / "parent")
     typer.echo(f"\nParent {parent}: {vectors.method} vectors ({len(vectors)} layers) in {out / 'vectors'}")
     typer.echo(_summary_table(vectors))
@@ -108,11 +126,22 @@ def extract(
     debug: bool = _DEBUG,
 ):
     """Extract per-layer steering vectors and print PC1 explained variance and sign agreement."""
+    from xsteer.checks import check_choice, check_int, check_task_name
     from xsteer.contrast import arithmetic_pairs, from_task
-    from xsteer.extract import extract_vectors
-    from xsteer.models import load_model
+    from xsteer.extract import METHODS, extract_vectors
+    from xsteer.models import check_model_spec, load_model
+    from xsteer.runfolder import check_out_dir
     from xsteer.tasks import load_task
 
+    check_model_spec(model)
+    check_choice("method", method, METHODS)
+    check_int("--n-pairs", n_pairs, 2)
+    check_int("--seed", seed, 0)
+    if task != "builtin":
+        check_task_name(task)
+    check_out_dir(out.parent)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; it must be a path stem like runs/vectors/parent.")
     if task == "builtin":
         pairs = arithmetic_pairs(n_pairs, seed)
     else:
@@ -139,19 +168,37 @@ def sweep(
     debug: bool = _DEBUG,
 ):
     """Accuracy of one model under one set of vectors across a λ grid (plus the λ = 0 baseline)."""
+    import hashlib
+    import json
+
+    from xsteer.checks import check_choice, check_int, check_lambda_values
     from xsteer.evaluate import Evaluator, check_lambdas
-    from xsteer.models import load_model
+    from xsteer.models import check_model_spec, load_model
     from xsteer.records import RecordStore
     from xsteer.stats import accuracy_ci
+    from xsteer.storage import file_sha256
     from xsteer.tasks import load_task
     from xsteer.vectors import SteeringVectors
 
-    bridge = load_model(model)
-    vecs = SteeringVectors.load(vectors, model=bridge)
+    check_model_spec(model)
+    check_int("--n", n, 1)
+    check_int("--batch-size", batch_size, 1)
+    check_choice("scale", scale, ("absolute", "relative"))
+    check_choice("split", split, ("train", "validation", "test"))
+    grid = _lambdas(lambdas)
+    check_lambda_values(grid)
+    grid = [0.0] + check_lambdas(grid)
+    vecs = SteeringVectors.load(vectors)  # a corrupt file fails here, before the model loads
     the_task = load_task(task, data_dir=data_dir)
     examples = the_task.split(split)[:n]
-    ev = Evaluator(bridge, the_task, scale=scale, batch_size=batch_size, store=RecordStore(records))
-    grid = [0.0] + check_lambdas(_lambdas(lambdas))
+    key = None
+    if records is not None:
+        setting = [model, task, str(data_dir), split, scale, file_sha256(vectors.with_suffix(".safetensors"))]
+        key = hashlib.sha256(json.dumps(setting).encode()).hexdigest()
+    store = RecordStore(records, fingerprint=key)
+    bridge = load_model(model)
+    vecs.check_compatible(bridge)
+    ev = Evaluator(bridge, the_task, scale=scale, batch_size=batch_size, store=store)
     by_lam = ev.sweep(examples, split, "sweep", vecs, grid)
     typer.echo("λ        accuracy [95% CI]")
     for lam, recs in by_lam.items():
@@ -167,6 +214,71 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder made by `xstee
 
     path = write_report(TransferResult.load(run_dir), run_dir)
     typer.echo(f"Report: {path}")
+
+
+@app.command()
+@_friendly
+def fidelity(
+    parent: str = typer.Option("gemma-3-270m", help="Parent model (same forms as `run`)."),
+    child: str = typer.Option("smollm2-135m", help="Child model."),
+    concepts: str = typer.Option(
+        "sentiment,language,arith_truth", help="Comma list: built-in names, task:<task>, or .jsonl paths."
+    ),
+    layer_maps: str = typer.Option("greedy,proportional", help="Comma list: greedy, proportional, cka."),
+    adapters: str = typer.Option("ridge,procrustes", help="Comma list: ridge, procrustes, identity, ..."),
+    n: int = typer.Option(256, help="Pairs per concept (a quarter held out)."),
+    method: str = typer.Option("mean_diff", help="Vector per layer: mean_diff or pca."),
+    n_random: int = typer.Option(200, help="Random directions for the null."),
+    steering: bool = typer.Option(False, "--steering/--no-steering", help="Also run the behavioural dose-response."),
+    reverse: bool = typer.Option(False, "--reverse", help="Also child -> parent, from the same activations."),
+    anchor_questions: int = typer.Option(256, help="ARC-Easy train questions added to the anchors (0: none)."),
+    out: Path = typer.Option(Path("runs/fidelity"), help="Folder for report.md, report.json and figures."),
+    cache: Optional[Path] = typer.Option(None, help="Activation cache (default OUT/cache): an interrupted run resumes."),
+    seed: int = typer.Option(0),
+    data_dir: Optional[Path] = typer.Option(None, help="Benchmark data (task concepts, anchor questions)."),
+    debug: bool = _DEBUG,
+):
+    """Readout fidelity: held-out AUROC of transferred vs. child-own vs. random directions, per concept,
+    child layer, layer map and adapter; flags concepts the parent does not hold."""
+    from analysis.export import save_figure
+    from analysis.fidelity import readout_figure
+    from xsteer.concepts import load_concept
+    from xsteer.fidelity import cached_model_acts, default_anchor_texts, fidelity_from_acts, write_report
+    from xsteer.fidelity.report import format_summary_table
+    from xsteer.models import load_model
+
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()]
+    the_concepts = [load_concept(name, n=n, seed=seed, data_dir=data_dir) for name in split(concepts)]
+    anchors, about = default_anchor_texts(the_concepts, data_dir=data_dir, n_task=anchor_questions, seed=seed)
+    models: dict = {}
+
+    def get(spec: str):
+        if spec not in models:
+            models[spec] = load_model(spec)
+        return models[spec]
+
+    acts = {
+        name: cached_model_acts(name, the_concepts, anchors, cache_dir=cache or out / "cache", load=get, progress=True)
+        for name in (parent, child)
+    }
+    directions = [(parent, child)] + ([(child, parent)] if reverse else [])
+    for p_name, c_name in directions:
+        result = fidelity_from_acts(acts[p_name], acts[c_name], the_concepts, layer_maps=split(layer_maps),
+                                    adapters=split(adapters), anchor_texts=anchors, anchors=about, method=method,
+                                    n_random=n_random, seed=seed)
+        if steering:  # the behavioural half lives in xsteer.fidelity.steering (it fills result.steering)
+            from xsteer.fidelity.steering import steering_fidelity
+
+            p_model, c_model = get(p_name), get(c_name)
+            result.steering = steering_fidelity(p_model, c_model, result, seed=seed, data_dir=data_dir)
+        where = out if len(directions) == 1 else out / f"{p_name}_to_{c_name}".replace("/", "_")
+        paths = write_report(result, where)
+        for c in result.concepts:
+            save_figure(readout_figure(result, c.concept.name), where / "figures" / f"readout_{c.concept.name.replace(':', '_')}")
+        for flag in result.flags:
+            typer.secho(f"warning: {flag}", fg="yellow")
+        typer.echo(format_summary_table([result]))
+        typer.echo(f"\nReport: {paths['markdown']}")
 
 
 # ---- end of commands ----

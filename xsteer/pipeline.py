@@ -17,7 +17,8 @@ from xsteer.checks import check_choice, check_device, check_finite, check_int, c
 from xsteer.contrast import from_task
 from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, check_lambdas, its_vote
 from xsteer.extract import collect_activations, extract_vectors, random_vectors
-from xsteer.models import check_model_spec, load_model
+from xsteer import models as models_module
+from xsteer.models import check_model_spec
 from xsteer.records import RecordStore, prompt_hash
 from xsteer.results import ConditionResult, TransferResult
 from xsteer.runfolder import RESUMABLE_FIELDS, RunFolder
@@ -135,7 +136,7 @@ class _Models:
 
     def __call__(self, spec: str):
         if spec not in self._cache:
-            self._cache[spec] = load_model(spec, device=self.device)
+            self._cache[spec] = models_module.load_model(spec, device=self.device)
         return self._cache[spec]
 
 

@@ -84,4 +84,10 @@ class TransferResult:
             path = path / "report.json"
         if not path.exists():
             raise FileNotFoundError(f"No report at {path}; pass a run folder made by `xsteer run`.")
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(
+                f"{path} is not a readable report ({type(err).__name__}: {err}). Fix: rerun `xsteer run` "
+                "on the same --out to write it again."
+            ) from None
