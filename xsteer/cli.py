@@ -281,6 +281,62 @@ def fidelity(
         typer.echo(f"\nReport: {paths['markdown']}")
 
 
+@app.command()
+@_friendly
+def grid(
+    parents: str = typer.Option(..., help="Comma list of parent models (same forms as `run --parent`)."),
+    children: str = typer.Option(..., help="Comma list of child models."),
+    tasks: str = typer.Option("arith", help="Comma list of tasks."),
+    ray: Optional[str] = typer.Option(None, help="auto (running cluster), local (start one here) or HOST:PORT; "
+                                                 "without it the cells run one after another here."),
+    gpus_per_task: Optional[float] = typer.Option(None, help="GPUs per Ray task (default: from model sizes)."),
+    memory: Optional[float] = typer.Option(None, help="GiB of memory per Ray task (default: from model sizes)."),
+    gpu_memory: float = typer.Option(80.0, help="GiB per GPU, for sizing tasks from model sizes."),
+    max_retries: int = typer.Option(2, help="Retries of a failed or lost task before its cell is reported failed."),
+    data_dir: Optional[Path] = typer.Option(None, help="Benchmark data folder (else $XSTEER_DATA_DIR)."),
+    mode: Optional[str] = typer.Option(None, help="Task mode: generate or loglik (default: the task's)."),
+    method: str = typer.Option("pca", help="pca (RepE), mean_diff (CAA) or random."),
+    n_pairs: int = typer.Option(64, help="Contrast pairs for extraction."),
+    layer_map: str = typer.Option("greedy", help="greedy (paper), proportional, cka."),
+    adapter: str = typer.Option("ridge", help="ridge, procrustes, identity, truncate_pad, random_projection."),
+    n_anchors: int = typer.Option(256, help="Anchor texts for fitting the transfer."),
+    scale: str = typer.Option("absolute", help="absolute (paper: λ·v) or relative (λ·median‖h‖·v)."),
+    lambdas: str = typer.Option("paper", help="'paper' = {0.01..0.09} ∪ {0.1..1.0}, or e.g. 0.05,0.1,0.5."),
+    n_val: int = typer.Option(20, help="Validation items for choosing λ*."),
+    n_test: int = typer.Option(40, help="Test items."),
+    n_random: int = typer.Option(2, help="Random-direction controls per cell."),
+    k_shot: int = typer.Option(0, help="Few-shot examples in the prompt."),
+    batch_size: int = typer.Option(32, help="Rows (item × λ) per forward pass."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Generation budget (default: the task's)."),
+    seed: int = typer.Option(0),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda … (default: cuda when visible)."),
+    out: Path = typer.Option(Path("runs/grid"), help="Grid folder: <task>/<parent>__<child> per cell."),
+    debug: bool = _DEBUG,
+):
+    """Every parent × child × task cell (run folders that resume), in this process or on Ray; writes
+    grid_summary.md (Table 1 with CIs)."""
+    from xsteer.grid import GridSpec, run_grid
+    from xsteer.pipeline import TransferConfig
+
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()]
+    base = TransferConfig(
+        data_dir=str(data_dir) if data_dir else None, task_mode=mode, k_shot=k_shot, method=method,
+        n_pairs=n_pairs, layer_map=layer_map, adapter=adapter, n_anchors=n_anchors, scale=scale,
+        lambdas=_lambdas(lambdas), n_val=n_val, n_test=n_test, n_random=n_random, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, seed=seed, device=device,
+    )
+    spec = GridSpec(split(parents), split(children), split(tasks), base)
+    typer.echo(f"xsteer grid: {len(spec.parents)} parents × {len(spec.children)} children × "
+               f"{len(spec.tasks)} tasks {'on Ray ' + ray if ray else 'in this process'}; folder {out}")
+    result = run_grid(spec, out, ray=ray, gpus_per_task=gpus_per_task, memory_gib=memory,
+                      gpu_memory_gib=gpu_memory, max_retries=max_retries)
+    typer.echo("\n" + result.summary_path.read_text())
+    if result.failed:
+        typer.secho(f"error: {len(result.failed)} cell(s) failed; rerun the same command to retry them "
+                    "(finished work is kept).", fg="red", err=True)
+        raise typer.Exit(1)
+
+
 # ---- end of commands ----
 
 
