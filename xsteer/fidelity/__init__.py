@@ -2,31 +2,46 @@
 
 ``readout_fidelity(parent, child, concepts=..., layer_maps=..., adapters=...)`` scores, per concept
 and child layer, the held-out AUROC of the transferred vector beside the child's own vector and a
-random-direction null; ``write_report`` saves report.md / report.json.
+random-direction null; ``write_report`` saves report.md / report.json. ``collect_model_acts`` /
+``fidelity_from_acts`` split the model passes from the (cheap) scoring, so one set of activations
+serves both directions of a pair.
 """
 
 from .readout import (
     ChildLayerReadout,
     ConceptReadout,
     FidelityResult,
+    ModelActs,
     RandomNull,
     TransferLayerReadout,
+    cached_model_acts,
+    collect_model_acts,
     default_anchor_texts,
+    fidelity_from_acts,
     fit_transfers,
     random_null,
     readout_fidelity,
     readout_from_activations,
 )
+from .report import format_markdown, format_strength_table, format_summary_table, write_report
 
 __all__ = [
     "ChildLayerReadout",
     "ConceptReadout",
     "FidelityResult",
+    "ModelActs",
     "RandomNull",
     "TransferLayerReadout",
+    "cached_model_acts",
+    "collect_model_acts",
     "default_anchor_texts",
+    "fidelity_from_acts",
     "fit_transfers",
+    "format_markdown",
+    "format_strength_table",
+    "format_summary_table",
     "random_null",
     "readout_fidelity",
     "readout_from_activations",
+    "write_report",
 ]

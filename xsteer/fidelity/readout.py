@@ -26,7 +26,6 @@ from xsteer.concepts.strength import (
     Method,
     auroc,
     auroc_ci,
-    concept_acts,
     concept_strength,
     fit_directions,
     sign_agreement,
@@ -39,7 +38,11 @@ __all__ = [
     "FidelityResult",
     "RandomNull",
     "TransferLayerReadout",
+    "ModelActs",
+    "cached_model_acts",
+    "collect_model_acts",
     "default_anchor_texts",
+    "fidelity_from_acts",
     "fit_transfers",
     "random_null",
     "readout_fidelity",
@@ -331,14 +334,14 @@ def readout_from_activations(
     return ConceptReadout(concept, parent, child, child_layers, transferred)
 
 
-def default_anchor_texts(concepts: Sequence[Concept], *, data_dir=None, task: str = "arc-easy", n_task: int = 512, seed: int = 0) -> tuple[list[str], dict[str, Any]]:
+def default_anchor_texts(concepts: Sequence[Concept], *, data_dir=None, task: str = "arc-easy", n_task: int = 256, seed: int = 0) -> tuple[list[str], dict[str, Any]]:
     """Anchor corpus: every concept's *train* texts (never test texts) plus up to ``n_task`` questions
     of ``task``'s train split when its local data is found; returns (texts, description)."""
     texts = [t for c in concepts for t in c.texts("train")]
     sources = {c.name: 2 * len(c.train) for c in concepts}
     test = {t for c in concepts for t in c.texts("test")}
     data_dir = data_dir or os.environ.get("XSTEER_DATA_DIR")
-    if task and data_dir:
+    if task and data_dir and n_task > 0:
         from xsteer.tasks import load_task
 
         try:
@@ -355,31 +358,132 @@ def default_anchor_texts(concepts: Sequence[Concept], *, data_dir=None, task: st
     return texts, {"n_texts": len(texts), "sources": sources}
 
 
+@dataclass
+class ModelActs:
+    """One model's last-token activations of a set of texts (and mean-pooled ones of the anchor
+    texts), every layer: computed once, reused by every concept, transfer and direction."""
+
+    info: Any
+    last_texts: list[str]
+    last: dict[int, torch.Tensor]
+    mean_texts: list[str]
+    mean: dict[int, torch.Tensor]
+
+    def rows(self, texts: Sequence[str], pooling: str = "last") -> dict[int, torch.Tensor]:
+        """Layer -> (len(texts), d) rows of these texts (which must have been collected)."""
+        known, acts = (self.last_texts, self.last) if pooling == "last" else (self.mean_texts, self.mean)
+        index = {t: i for i, t in enumerate(known)}
+        missing = [t for t in texts if t not in index]
+        if missing:
+            raise KeyError(f"{len(missing)} texts were not collected with pooling={pooling!r} (e.g. {missing[0][:50]!r}).")
+        idx = torch.as_tensor([index[t] for t in texts], dtype=torch.long)
+        return {l: a[idx] for l, a in acts.items()}
+
+    def concept(self, concept: Concept) -> ConceptActs:
+        """The four activation sets of a concept."""
+        side = lambda pairs, pos: self.rows([p.positive if pos else p.negative for p in pairs])
+        return ConceptActs(side(concept.train, True), side(concept.train, False), side(concept.test, True), side(concept.test, False))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write to one torch file."""
+        from dataclasses import asdict as _asdict
+
+        torch.save({"info": _asdict(self.info), "last_texts": self.last_texts, "last": self.last,
+                    "mean_texts": self.mean_texts, "mean": self.mean}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ModelActs:
+        """Read what :meth:`save` wrote."""
+        from xsteer.transfer import ModelInfo
+
+        d = torch.load(path, weights_only=True)
+        return cls(ModelInfo(**d["info"]), d["last_texts"], d["last"], d["mean_texts"], d["mean"])
+
+
+def collect_model_acts(model, concepts: Sequence[Concept], anchor_texts: Sequence[str], *,
+                       batch_size: int = 16, progress: bool = False) -> ModelActs:
+    """Last-token rows of every concept text and anchor text, mean-pooled rows of the anchors."""
+    from xsteer.extract import collect_activations
+    from xsteer.transfer import ModelInfo
+
+    anchors = list(dict.fromkeys(anchor_texts))
+    last_texts = list(dict.fromkeys([t for c in concepts for t in c.texts("all")] + anchors))
+    last = collect_activations(model, last_texts, None, pooling="last", batch_size=batch_size, progress=progress)
+    mean = collect_activations(model, anchors, None, pooling="mean", batch_size=batch_size, progress=progress)
+    return ModelActs(ModelInfo.from_model(model), last_texts, last, anchors, mean)
+
+
 def fit_transfers(
-    parent,
-    child,
+    parent: ModelActs,
+    child: ModelActs,
     anchor_texts: Sequence[str],
     layer_maps: Sequence[Any] = ("greedy", "proportional"),
     adapters: Sequence[Any] = ("ridge", "procrustes"),
-    *,
-    pooling: Sequence[str] = ("last", "mean"),
-    batch_size: int = 16,
-    progress: bool = False,
 ) -> dict[tuple[str, str], Any]:
-    """One fitted ``Transfer`` per (layer map, adapter), all from one set of anchor activations."""
-    from xsteer.transfer import ModelInfo, Transfer, anchor_groups, anchor_hash, anchor_texts as clean, collect_anchor_activations
+    """One fitted ``Transfer`` per (layer map, adapter), all from the same anchor rows: every anchor
+    text pooled at its last token and averaged over its tokens (rows of one text held out together)."""
+    from xsteer.transfer import Transfer, anchor_groups, anchor_hash
 
-    texts = clean(anchor_texts)
-    acts = [collect_anchor_activations(m, texts, None, tuple(pooling), batch_size, progress) for m in (parent, child)]
-    infos = [ModelInfo.from_model(m) for m in (parent, child)]
-    groups = anchor_groups(len(texts), len(pooling))
-    h = anchor_hash(texts, tuple(pooling))
+    texts = list(dict.fromkeys(anchor_texts))
+    acts = [
+        {l: torch.cat([m.rows(texts, "last")[l], m.rows(texts, "mean")[l]]) for l in m.last}
+        for m in (parent, child)
+    ]
+    groups = anchor_groups(len(texts), 2)
+    h = anchor_hash(texts, ("last", "mean"))
     out = {}
     for lm in layer_maps:
         for ad in adapters:
-            tr = Transfer(lm, ad).fit_activations(acts[0], acts[1], infos[0], infos[1], groups=groups, anchor_hash=h)
+            tr = Transfer(lm, ad).fit_activations(acts[0], acts[1], parent.info, child.info, groups=groups, anchor_hash=h)
             out[(_label(tr.layer_map), _label(tr.adapter))] = tr
     return out
+
+
+def fidelity_from_acts(
+    parent: ModelActs,
+    child: ModelActs,
+    concepts: Sequence[Concept],
+    *,
+    layer_maps: Sequence[Any] = ("greedy", "proportional"),
+    adapters: Sequence[Any] = ("ridge", "procrustes"),
+    anchor_texts: Sequence[str] | None = None,
+    anchors: Mapping[str, Any] | None = None,
+    transfers: Mapping[tuple[str, str], Any] | None = None,
+    method: Method = "mean_diff",
+    n_random: int = 200,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> FidelityResult:
+    """Readout fidelity from collected activations (see :func:`collect_model_acts`); the same
+    ``ModelActs`` serve both directions (parent -> child and child -> parent)."""
+    t0 = time.perf_counter()
+    if transfers is None:
+        if anchor_texts is None:
+            raise ValueError("Give anchor_texts (e.g. from default_anchor_texts) or fitted transfers.")
+        transfers = fit_transfers(parent, child, anchor_texts, layer_maps, adapters)
+        anchors = {**(anchors or {"n_texts": len(anchor_texts)}), "pooling": ["last", "mean"],
+                   "rows": 2 * len(set(anchor_texts))}
+    else:
+        anchors = {"sources": "prefitted transfers", "rows": {f"{k[0]}+{k[1]}": t.n_anchors_ for k, t in transfers.items()}}
+    t_fit = time.perf_counter()
+    readouts, n_rows = [], 0
+    for c in concepts:
+        ca = child.concept(c)
+        readouts.append(readout_from_activations(c, parent.concept(c), ca, transfers, parent_info=parent.info,
+                                                 method=method, n_random=n_random, n_boot=n_boot, seed=seed))
+        n_rows += len(ca.layers) * (n_random + 1) + len(readouts[-1].transferred)
+    t_end = time.perf_counter()
+    return FidelityResult(
+        parent=parent.info.name,
+        child=child.info.name,
+        concepts=readouts,
+        anchors=dict(anchors),
+        settings={"layer_maps": sorted({k[0] for k in transfers}), "adapters": sorted({k[1] for k in transfers}),
+                  "n_pairs": {c.name: len(c.pairs) for c in concepts}, "method": method, "n_random": n_random,
+                  "n_boot": n_boot, "seed": seed, "pooling": "last"},
+        timing={"fit_s": t_fit - t0, "readout_s": t_end - t_fit,
+                "readout_rows_per_s": n_rows / (t_end - t_fit) if t_end > t_fit else float("nan")},
+    )
 
 
 def readout_fidelity(
@@ -403,40 +507,55 @@ def readout_fidelity(
     """Readout fidelity of ``parent`` -> ``child`` (loaded models) for each concept and each
     (layer map, adapter); pass fitted ``transfers`` to skip fitting, or ``anchor_texts`` to replace
     the default anchors (see :func:`default_anchor_texts`)."""
-    from xsteer.transfer import ModelInfo
-
     t0 = time.perf_counter()
     concepts = [c if isinstance(c, Concept) else load_concept(c, n=n, seed=seed, data_dir=data_dir) for c in concepts]
     if not concepts:
         raise ValueError("readout_fidelity needs at least one concept; e.g. concepts=['sentiment'].")
-    if transfers is None:
-        if anchor_texts is None:
-            anchor_texts, anchors = default_anchor_texts(concepts, data_dir=data_dir, seed=seed)
-        else:
-            anchors = {"n_texts": len(anchor_texts), "sources": {"user": len(anchor_texts)}}
-        transfers = fit_transfers(parent, child, anchor_texts, layer_maps, adapters, batch_size=batch_size, progress=progress)
-        anchors["pooling"] = ["last", "mean"]
+    if anchor_texts is None:
+        anchor_texts, anchors = default_anchor_texts(concepts, data_dir=data_dir, seed=seed)
     else:
-        anchors = {"sources": "prefitted transfers", "n_rows": {f"{k[0]}+{k[1]}": t.n_anchors_ for k, t in transfers.items()}}
-    t_fit = time.perf_counter()
-    parent_info = ModelInfo.from_model(parent)
-    readouts, t_readout, n_rows = [], 0.0, 0
-    for c in concepts:
-        pa = concept_acts(parent, c, batch_size=batch_size, progress=progress)
-        ca = concept_acts(child, c, batch_size=batch_size, progress=progress)
-        t = time.perf_counter()
-        readouts.append(readout_from_activations(c, pa, ca, transfers, parent_info=parent_info, method=method,
-                                                 n_random=n_random, n_boot=n_boot, seed=seed))
-        t_readout += time.perf_counter() - t
-        n_rows += len(ca.layers) * (n_random + 1) + len(readouts[-1].transferred)
-    total = time.perf_counter() - t0
-    return FidelityResult(
-        parent=parent_info.name,
-        child=ModelInfo.from_model(child).name,
-        concepts=readouts,
-        anchors=anchors,
-        settings={"layer_maps": [k[0] for k in transfers], "adapters": [k[1] for k in transfers], "n": n,
-                  "method": method, "n_random": n_random, "n_boot": n_boot, "seed": seed, "pooling": "last"},
-        timing={"total_s": total, "fit_s": t_fit - t0, "readout_s": t_readout,
-                "readout_directions_per_s": n_rows / t_readout if t_readout > 0 else float("nan")},
-    )
+        anchor_texts, anchors = list(anchor_texts), {"n_texts": len(anchor_texts), "sources": {"user": len(anchor_texts)}}
+    if transfers is not None:
+        anchor_texts = []
+    acts = [collect_model_acts(m, concepts, anchor_texts, batch_size=batch_size, progress=progress) for m in (parent, child)]
+    t_acts = time.perf_counter()
+    result = fidelity_from_acts(acts[0], acts[1], concepts, layer_maps=layer_maps, adapters=adapters,
+                                anchor_texts=anchor_texts, anchors=anchors, transfers=transfers, method=method,
+                                n_random=n_random, n_boot=n_boot, seed=seed)
+    result.timing = {"activations_s": t_acts - t0, **result.timing, "total_s": time.perf_counter() - t0}
+    return result
+
+
+def cached_model_acts(model, concepts: Sequence[Concept], anchor_texts: Sequence[str], *, cache_dir=None,
+                      load=None, batch_size: int = 16, progress: bool = False) -> ModelActs:
+    """:func:`collect_model_acts` through a cache folder, one file per pooling pass (so an
+    interrupted run keeps the finished pass): ``model`` is a loaded model, or a name that ``load``
+    turns into one only when something is not cached yet (so reruns skip loading)."""
+    import hashlib
+    import json as _json
+    from pathlib import Path
+
+    from xsteer.extract import collect_activations
+    from xsteer.transfer import ModelInfo
+
+    name = model if isinstance(model, str) else str(model.cfg.model_name)
+    anchors = list(dict.fromkeys(anchor_texts))
+    last_texts = list(dict.fromkeys([t for c in concepts for t in c.texts("all")] + anchors))
+    passes, info = {}, None
+    for pooling, texts in (("last", last_texts), ("mean", anchors)):
+        key = hashlib.sha256(_json.dumps([name, pooling, texts]).encode()).hexdigest()[:16]
+        path = Path(cache_dir) / f"acts-{name.replace('/', '_')}-{pooling}-{key}.pt" if cache_dir else None
+        if path is not None and path.exists():
+            saved = torch.load(path, weights_only=True)
+            passes[pooling], info = saved["acts"], ModelInfo(**saved["info"])
+            continue
+        if isinstance(model, str):
+            if load is None:
+                raise ValueError(f"Activations of {name!r} are not cached; pass a loaded model or load=load_model.")
+            model = load(model)
+        info = ModelInfo.from_model(model)
+        passes[pooling] = collect_activations(model, texts, None, pooling=pooling, batch_size=batch_size, progress=progress) if texts else {}
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"info": asdict(info), "acts": passes[pooling]}, path)
+    return ModelActs(info, last_texts, passes["last"], anchors, passes["mean"])
