@@ -11,7 +11,7 @@ import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from xsteer.checks import check_choice, check_device, check_finite, check_int, check_lambda_values, check_task_name
 from xsteer.contrast import from_task
@@ -27,7 +27,7 @@ from xsteer.tasks import load_task
 from xsteer.transfer import Transfer, cosine_to_reference
 from xsteer.vectors import SteeringVectors
 
-__all__ = ["TransferConfig", "run_grid", "run_transfer", "select_lambda"]
+__all__ = ["TransferConfig", "run_transfer", "select_lambda"]
 
 log = logging.getLogger(__name__)
 
@@ -396,33 +396,3 @@ def _vector_summary(vectors: SteeringVectors) -> dict[str, Any]:
         "explained_variance": {str(l): v for l, v in vectors.explained_variance.items()},
         "sign_agreement": {str(l): v for l, v in vectors.sign_agreement.items()},
     }
-
-
-def run_grid(
-    parents: Sequence[str],
-    children: Sequence[str],
-    config: TransferConfig | None = None,
-    out_dir: str | Path = "runs/grid",
-    *,
-    progress: bool = True,
-) -> list[TransferResult]:
-    """Every parent × child on one task; each model is loaded once and each parent extracted once.
-
-    Each cell is saved in ``out_dir/<parent>__<child>`` and resumes from there.
-    """
-    base = config or TransferConfig()
-    models = _Models(device=base.device)
-    results = []
-    for parent in parents:
-        vectors = None
-        for child in children:
-            cfg = TransferConfig(**{**asdict(base), "parent": parent, "child": child})
-            cell = Path(out_dir) / f"{_slug(parent)}__{_slug(child)}"
-            result = run_transfer(cfg, cell, models=models, progress=progress, parent_vectors=vectors)
-            vectors = vectors or SteeringVectors.load(cell / "vectors" / "parent")
-            results.append(result)
-    return results
-
-
-def _slug(spec: str) -> str:
-    return spec.replace("/", "--")
