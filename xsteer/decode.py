@@ -18,6 +18,7 @@ import torch
 from jaxtyping import Int
 
 from xsteer.plain import PlainView, sliding_window
+from xsteer.positions import Layout, layout
 
 __all__ = ["Group", "Sampling", "decode", "propose"]
 
@@ -244,7 +245,9 @@ def _step(view, rows: _Rows, hooks_for, max_new_tokens, finished, sampling, gene
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -x.shape[1] :]
     if rows.hooks is None:
         rows.hooks = hooks_for(rows.keys)
-    with view.hooks(rows.hooks):
+    # the rows' first pass feeds their prompts (then drafts); every later pass generated tokens only
+    prompt = rows.feed_mask if not any(rows.out) else rows.feed_mask[:, :0]
+    with view.hooks(rows.hooks), layout(lambda: Layout.of(prompt, x.shape[1] - prompt.shape[1])):
         result = view.model(
             input_ids=x, attention_mask=mask, position_ids=positions, past_key_values=rows.cache,
             use_cache=True, logits_to_keep=width + 1,

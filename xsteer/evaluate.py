@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 
 from xsteer.choices import ChoiceTrie, tree_attention_mask
 from xsteer.decode import Group, Sampling, decode
+from xsteer.operators import Operator
 from xsteer.plain import plain_view, sliding_window
+from xsteer.positions import Layout, Positions, check_positions, layout
 from xsteer.records import Record, RecordStore, prompt_hash
 from xsteer.steer import Scale, steering_hooks
 from xsteer.tasks import Example, Task
@@ -87,7 +89,8 @@ class Evaluator:
     log-probability of the plain-format prompt; ``loglik_norm=True`` divides by the continuation's
     length in characters). ``prefix_cache`` reuses the KV cache of the task's shared few-shot
     prefix across the examples of a batch (both modes). Records already in ``store`` are never
-    recomputed.
+    recomputed. ``operator``, ``positions`` and ``schedule`` are passed to ``steering_hooks``
+    (default: add λ·v at every position of every layer).
     """
 
     def __init__(
@@ -102,8 +105,13 @@ class Evaluator:
         max_new_tokens: int | None = None,
         prefix_cache: bool = True,
         progress: bool = True,
+        operator: Operator | None = None,
+        positions: Positions = "all",
+        schedule=None,
     ):
         self.model = model
+        self.operator, self.schedule = operator, schedule
+        self.positions = check_positions(positions, task.mode)
         self.task = task
         self.scale = scale
         self.batch_size = batch_size
@@ -217,7 +225,10 @@ class Evaluator:
     def _hooks(self, vectors, lams: list[float]):
         if vectors is None or all(l == 0 for l in lams):
             return []
-        return steering_hooks(self.model, vectors, torch.tensor(lams), scale=self.scale)
+        return steering_hooks(
+            self.model, vectors, torch.tensor(lams), scale=self.scale, operator=self.operator,
+            positions=self.positions, schedule=self.schedule,
+        )
 
     def _record(self, row: _Row, split, condition, prompt: str, output: str, pred, meta=None) -> Record:
         ex = row.example
@@ -250,7 +261,7 @@ class Evaluator:
         distinct = sorted(set(lams))
         view = plain_view(self.model)
         ids = torch.tensor([prefix] * len(distinct), device=view.device)
-        with view.hooks(self._hooks(vectors, distinct)):
+        with view.hooks(self._hooks(vectors, distinct)), layout(lambda: Layout.of(ids > -1, 0, ends_prompt=False)):
             cache = view.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
         cache.batch_select_indices(torch.tensor([distinct.index(l) for l in lams], device=ids.device))
         return cache
@@ -336,7 +347,7 @@ class Evaluator:
         lams = [r.lam for r in batch]
         ids, mask, cache = self._layout(prefixes, suffixes, vectors, lams, max(len(c) for cs in conts for c in cs))
         cached = 0 if cache is None else len(prefixes[0])
-        with view.hooks(self._hooks(vectors, lams)):
+        with view.hooks(self._hooks(vectors, lams)), layout(lambda: Layout.of(mask[:, cached:], 0)):
             out = hf(
                 input_ids=ids[:, cached:], attention_mask=mask,
                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, cached:],
@@ -354,7 +365,7 @@ class Evaluator:
             positions = mask.sum(-1, keepdim=True) + depths
             key_pos = torch.cat([(mask.cumsum(-1) - 1).clamp(min=0), positions], dim=-1)
             attention = tree_attention_mask(hf.config, allowed, positions, key_pos, mask.shape[1], hf.dtype)
-            with view.hooks(self._hooks(vectors, lams)):
+            with view.hooks(self._hooks(vectors, lams)), layout(lambda: Layout.of(nodes[:, :0], width)):
                 logits = hf(
                     input_ids=nodes, attention_mask=attention, position_ids=positions,
                     past_key_values=out.past_key_values,
