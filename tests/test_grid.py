@@ -225,3 +225,34 @@ def test_mean_ci_matches_scipy_bootstrap():
     ref = bootstrap((x,), np.mean, n_resamples=20_000, method="percentile", random_state=2).confidence_interval
     assert mine.value == pytest.approx(x.mean())
     assert mine.low == pytest.approx(ref.low, abs=0.01) and mine.high == pytest.approx(ref.high, abs=0.01)
+
+
+def test_max_memory_map_uses_the_fewest_gpus():
+    from xsteer.grid.placement import blocks_needed, max_memory_map
+
+    phi4_bf16 = 14.66e9 * 2  # 27.3 GiB
+    assert max_memory_map(phi4_bf16, [80 * GiB, 80 * GiB]) == {0: int(80 * GiB * 0.85)}
+    plan = max_memory_map(phi4_bf16, [24 * GiB] * 4)  # 20.4 GiB usable per GPU: two GPUs
+    assert plan == {0: int(24 * GiB * 0.85), 1: int(24 * GiB * 0.85)}
+    assert sum(plan.values()) >= phi4_bf16
+    with pytest.raises(ValueError, match="do not fit"):
+        max_memory_map(phi4_bf16, [16 * GiB])
+    assert max_memory_map(phi4_bf16, [16 * GiB], cpu_bytes=64 * GiB)["cpu"] == 64 * GiB
+    assert blocks_needed(40, [28, 16]) == 28 and blocks_needed(40, [42]) == 40
+    assert blocks_needed(40, [28], layer_map="cka") == 40
+
+
+def test_bf16_parent_extracts_the_fp32_vectors():
+    from xsteer.contrast import arithmetic_pairs
+    from xsteer.extract import extract_vectors
+    from xsteer.models import tiny_model
+
+    pairs = arithmetic_pairs(16, 0)
+    fp32 = tiny_model("llama", 3, 64, 0)
+    bf16 = tiny_model("llama", 3, 64, 0)
+    bf16.original_model.to(torch.bfloat16)
+    assert next(bf16.original_model.parameters()).dtype == torch.bfloat16
+    a, b = extract_vectors(fp32, pairs, "mean_diff"), extract_vectors(bf16, pairs, "mean_diff")
+    assert any(not torch.equal(a[l], b[l]) for l in a.layers), "bf16 weights were not used"
+    for layer in a.layers:
+        assert torch.dot(a[layer], b[layer]).item() > 0.99, layer
