@@ -1,0 +1,193 @@
+"""Per-layer strength schedules: each steered layer's multiplier of λ (a row's strength × the
+schedule), and a budgeted search for a band schedule on a validation objective."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
+
+__all__ = [
+    "Band", "Constant", "PerLayer", "Ramp", "RelativeNorm", "Schedule", "SearchResult",
+    "schedule_from_dict", "search_band",
+]
+
+
+def _depth(model) -> int:
+    return int(model.cfg.n_layers)
+
+
+def _check(model, wanted: Sequence[int], what: str) -> None:
+    depth = _depth(model)
+    outside = sorted(l for l in wanted if not 0 <= l < depth)
+    if outside:
+        raise ValueError(
+            f"The {what} schedule names layers {outside}, but the model has {depth} blocks (0..{depth - 1}); "
+            "fit the schedule to this model's depth."
+        )
+
+
+class Schedule:
+    """Base: ``multipliers(model, layers)`` → {layer: factor of λ}; JSON round trip."""
+
+    name: ClassVar[str]
+
+    def multipliers(self, model, layers: Sequence[int]) -> dict[int, float]:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **asdict(self)}
+
+    def report(self, model, layers: Sequence[int]) -> dict[str, Any]:
+        """The schedule and its multiplier at every steered layer (for a run folder's JSON)."""
+        return {**self.to_dict(), "per_layer": {str(l): m for l, m in self.multipliers(model, layers).items()}}
+
+
+@dataclass(frozen=True)
+class Constant(Schedule):
+    """The same multiplier at every layer."""
+
+    value: float = 1.0
+    name: ClassVar[str] = "constant"
+
+    def multipliers(self, model, layers):
+        _check(model, layers, self.name)
+        return {l: float(self.value) for l in layers}
+
+
+@dataclass(frozen=True)
+class RelativeNorm(Schedule):
+    """``value`` × the layer's median residual norm (λ becomes a fraction of the stream)."""
+
+    value: float = 1.0
+    name: ClassVar[str] = "relative_norm"
+
+    def multipliers(self, model, layers):
+        from xsteer.steer import residual_norms
+
+        _check(model, layers, self.name)
+        norms = residual_norms(model)
+        return {l: float(self.value) * norms[l] for l in layers}
+
+
+@dataclass(frozen=True)
+class Band(Schedule):
+    """``strength`` on blocks ``start … start + width − 1``, ``outside`` (default 0: unsteered)
+    elsewhere."""
+
+    start: int
+    width: int
+    strength: float = 1.0
+    outside: float = 0.0
+    name: ClassVar[str] = "band"
+
+    def multipliers(self, model, layers):
+        if self.width < 1:
+            raise ValueError(f"A band needs width >= 1, not {self.width}.")
+        _check(model, [*layers, self.start, self.start + self.width - 1], self.name)
+        inside = range(self.start, self.start + self.width)
+        return {l: float(self.strength if l in inside else self.outside) for l in layers}
+
+
+@dataclass(frozen=True)
+class Ramp(Schedule):
+    """Linear in depth: ``first`` at block 0, ``last`` at the model's last block."""
+
+    first: float = 0.0
+    last: float = 1.0
+    name: ClassVar[str] = "ramp"
+
+    def multipliers(self, model, layers):
+        _check(model, layers, self.name)
+        top = max(1, _depth(model) - 1)
+        return {l: float(self.first + (self.last - self.first) * l / top) for l in layers}
+
+
+@dataclass(frozen=True)
+class PerLayer(Schedule):
+    """Explicit multipliers; steered layers it does not name get ``default``."""
+
+    values: dict[int, float] = field(default_factory=dict)
+    default: float = 0.0
+    name: ClassVar[str] = "per_layer"
+
+    def __post_init__(self):
+        object.__setattr__(self, "values", {int(k): float(v) for k, v in self.values.items()})
+
+    def multipliers(self, model, layers):
+        _check(model, [*layers, *self.values], self.name)
+        return {l: self.values.get(l, float(self.default)) for l in layers}
+
+    def to_dict(self):
+        return {"name": self.name, "values": {str(k): v for k, v in self.values.items()}, "default": self.default}
+
+
+_SCHEDULES = {cls.name: cls for cls in (Constant, RelativeNorm, Band, Ramp, PerLayer)}
+
+
+def schedule_from_dict(spec: dict[str, Any]) -> Schedule:
+    """A schedule from ``to_dict()`` (or ``report()``) output."""
+    spec = dict(spec)
+    spec.pop("per_layer", None)
+    name = spec.pop("name", None)
+    if name not in _SCHEDULES:
+        raise ValueError(f"Unknown schedule {name!r}; choose one of {sorted(_SCHEDULES)}.")
+    return _SCHEDULES[name](**spec)
+
+
+@dataclass
+class SearchResult:
+    """The best band found, its objective, and every band tried in order with its score."""
+
+    best: Band
+    score: float
+    history: list[tuple[Band, float]]
+
+
+def search_band(
+    objective: Callable[[Band], float],
+    n_layers: int,
+    *,
+    strengths: Sequence[float],
+    budget: int = 30,
+    widths: Sequence[int] | None = None,
+) -> SearchResult:
+    """Coordinate ascent over a band's start, width and strength, maximising ``objective`` (a
+    validation score; the caller keeps the test split out of it) with at most ``budget`` distinct
+    evaluations. Starts from the middle third of the model at the median strength; each round
+    tries every value of one coordinate with the others fixed, until a full round improves
+    nothing or the budget is spent."""
+    if budget < 1 or not strengths:
+        raise ValueError("search_band needs budget >= 1 and at least one strength.")
+    widths = sorted(set(widths or range(1, n_layers + 1)))
+    strengths = sorted(set(float(s) for s in strengths))
+    scores: dict[Band, float] = {}
+    history: list[tuple[Band, float]] = []
+
+    def score(band: Band) -> float | None:
+        if band not in scores:
+            if len(scores) >= budget:
+                return None
+            scores[band] = float(objective(band))
+            history.append((band, scores[band]))
+        return scores[band]
+
+    width = min(widths, key=lambda w: abs(w - max(1, n_layers // 3)))
+    best = Band(start=(n_layers - width) // 2, width=width, strength=strengths[len(strengths) // 2])
+    best_score = score(best)
+    improved = True
+    while improved and len(scores) < budget:
+        improved = False
+        for coord in ("strength", "start", "width"):
+            if coord == "strength":
+                cands = [Band(best.start, best.width, s) for s in strengths]
+            elif coord == "start":
+                cands = [Band(s, best.width, best.strength) for s in range(0, n_layers - best.width + 1)]
+            else:
+                cands = [Band(best.start, w, best.strength) for w in widths if best.start + w <= n_layers]
+            for cand in cands:
+                value = score(cand)
+                if value is None:
+                    break
+                if value > best_score:
+                    best, best_score, improved = cand, value, True
+    return SearchResult(best, best_score, history)
