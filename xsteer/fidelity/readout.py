@@ -425,10 +425,10 @@ def fit_transfers(
     from xsteer.transfer import Transfer, anchor_groups, anchor_hash
 
     texts = list(dict.fromkeys(anchor_texts))
-    acts = [
-        {l: torch.cat([m.rows(texts, "last")[l], m.rows(texts, "mean")[l]]) for l in m.last}
-        for m in (parent, child)
-    ]
+    acts = []
+    for m in (parent, child):
+        last, mean = m.rows(texts, "last"), m.rows(texts, "mean")
+        acts.append({l: torch.cat([last[l], mean[l]]) for l in last})
     groups = anchor_groups(len(texts), 2)
     h = anchor_hash(texts, ("last", "mean"))
     out = {}
