@@ -194,3 +194,20 @@ def test_bad_strengths_and_layers(tiny):
         restrict(_vectors(tiny, 0), [5])
     with pytest.raises(ValueError, match="empty"):
         dose_response(tiny, {"own": _vectors(tiny, 0)}, LetterJudge(), strengths=[])
+
+
+def test_steering_fidelity_end_to_end_on_tiny_models(tiny):
+    from xsteer.fidelity.steering import format_markdown, steering_fidelity
+
+    parent = tiny_model("qwen2", n_layers=4, d_model=64, seed=1)
+    res = steering_fidelity(parent, tiny, ["sentiment", "arith_truth"], strengths=[0.5, 2.0], n_prompts=2,
+                            n_random=2, max_new_tokens=4, where_prompts=2, where_strengths=[1.0], n=32)
+    (r,) = res.results  # arith_truth has no judge: skipped
+    assert r.concept == "sentiment" and r.layers == res.where["sentiment"]["best"]
+    pairs = res.transfer["sentiment"]["layer_pairs"]
+    assert {int(c) for c in pairs} == set(r.layers)
+    assert all(p == round(int(c) * 3 / 2) for c, p in pairs.items())  # targeted: same relative depth
+    assert {c.kind for c in r.curves.values()} == {"transferred", "own", "random"}
+    md = format_markdown(res)
+    assert "| sentiment |" in md and "Where" in md
+    assert res.to_dict()["results"][0]["strengths"] == [0.5, 2.0]

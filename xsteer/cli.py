@@ -337,6 +337,54 @@ def grid(
         raise typer.Exit(1)
 
 
+@app.command("steering-fidelity")
+@_friendly
+def steering_fidelity_cmd(
+    parent: str = typer.Option("gemma-3-270m", help="Parent model (same forms as `run`)."),
+    child: str = typer.Option("smollm2-135m", help="Child model."),
+    concepts: str = typer.Option("sentiment,language", help="Comma list of concepts with a judge."),
+    strengths: str = typer.Option("0.02,0.04,0.08,0.16,0.32", help="Fractions of the child's median residual norm."),
+    layers: Optional[str] = typer.Option(None, help="Steered child layers, e.g. 8-13 (default: the most steerable band)."),
+    prompts: int = typer.Option(16, help="Neutral prompts (of the built-in 24)."),
+    n_random: int = typer.Option(10, help="Random directions of equal norm."),
+    tokens: int = typer.Option(32, help="New tokens per generation (greedy)."),
+    where_prompts: int = typer.Option(8, help="Prompts for the where-to-steer band search."),
+    where_strengths: str = typer.Option("0.08,0.32", help="Strengths for the band search."),
+    out: Path = typer.Option(Path("runs/steering-fidelity"), help="Folder for steering.md, steering.json, figures."),
+    seed: int = typer.Option(0),
+    data_dir: Optional[Path] = typer.Option(None, help="Benchmark data (extra anchor questions)."),
+    debug: bool = _DEBUG,
+):
+    """Behavioural steering fidelity: dose-response of transferred vs child-own vs random vectors on
+    neutral prompts, scored by external judges (VADER, lingua) with the child's NLL as fluency cost."""
+    import json
+
+    from analysis.dose_response import dose_response_figure
+    from analysis.export import save_figure
+    from xsteer.fidelity.steering import format_markdown, steering_fidelity
+    from xsteer.models import load_model
+
+    floats = lambda s: [float(x) for x in s.split(",") if x.strip()]
+    band = None
+    if layers:
+        lo, _, hi = layers.partition("-")
+        band = list(range(int(lo), int(hi or lo) + 1))
+    p, c = load_model(parent), load_model(child)
+    result = steering_fidelity(
+        p, c, [x.strip() for x in concepts.split(",") if x.strip()], strengths=floats(strengths), layers=band,
+        n_prompts=prompts, n_random=n_random, max_new_tokens=tokens, where_prompts=where_prompts,
+        where_strengths=floats(where_strengths), seed=seed, data_dir=data_dir,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "steering.md").write_text(format_markdown(result), encoding="utf-8")
+    (out / "steering.json").write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+    for r in result.results:
+        for y in ("shift", "nll_increase"):
+            save_figure(dose_response_figure(r, y), out / "figures" / f"dose_{r.concept}_{y}")
+    typer.echo(format_markdown(result).split("\n## ")[0])
+    typer.echo(f"\nReport: {out / 'steering.md'}")
+
+
 # ---- end of commands ----
 
 

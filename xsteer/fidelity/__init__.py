@@ -4,7 +4,8 @@
 and child layer, the held-out AUROC of the transferred vector beside the child's own vector and a
 random-direction null; ``write_report`` saves report.md / report.json. ``collect_model_acts`` /
 ``fidelity_from_acts`` split the model passes from the (cheap) scoring, so one set of activations
-serves both directions of a pair.
+serves both directions of a pair. ``steering_fidelity`` / ``dose_response`` measure behaviour:
+concept shift of generated text (external judges) against fluency cost, transferred vs own vs random.
 """
 
 from .readout import (
@@ -24,9 +25,23 @@ from .readout import (
     readout_from_activations,
 )
 from .report import format_markdown, format_strength_table, format_summary_table, write_report
+from .judges import LanguageJudge, SentimentJudge, completion_nll, distinct_n, make_judge
+from .steering import DoseResponse, SteeringFidelity, dose_response, steering_fidelity
+from .where import steerable_layers, targeted_map
 
 __all__ = [
     "ChildLayerReadout",
+    "DoseResponse",
+    "LanguageJudge",
+    "SentimentJudge",
+    "SteeringFidelity",
+    "completion_nll",
+    "distinct_n",
+    "dose_response",
+    "make_judge",
+    "steerable_layers",
+    "steering_fidelity",
+    "targeted_map",
     "ConceptReadout",
     "FidelityResult",
     "ModelActs",

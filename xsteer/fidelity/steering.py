@@ -15,6 +15,7 @@ bootstrap CI over prompts.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -37,6 +38,7 @@ __all__ = [
     "SteeringFidelity",
     "check_strengths",
     "dose_response",
+    "format_markdown",
     "restrict",
     "run_curves",
     "steering_fidelity",
@@ -545,3 +547,37 @@ def steering_fidelity(
                   "anchors": anchors, "method": "mean_diff", "pooling": "last"},
         timing={"anchors_s": t_anchor, "total_s": time.perf_counter() - t0},
     )
+
+
+def format_markdown(result: SteeringFidelity) -> str:
+    """Markdown of a steering-fidelity result: headline table, where-to-steer bands, per-strength table."""
+    out = [f"# Steering fidelity: {result.parent} → {result.child}", "",
+           "| concept | layers | NLL budget | transferred shift [95% CI] | child-own shift [95% CI] "
+           "| random shift mean (p05, p95) | efficiency [95% CI] |", "|---|---|---|---|---|---|---|"]
+    ci = lambda e: f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
+    for r in result.results:
+        t, o, rd = r.shift_at_budget.get("transferred"), r.shift_at_budget.get("own"), r.random_at_budget
+        rand = f"{rd['mean']:+.3f} ({rd['p05']:+.3f}, {rd['p95']:+.3f})" if rd else "–"
+        eff = f"{r.efficiency.value:.2f} [{r.efficiency.low:.2f}, {r.efficiency.high:.2f}]" if r.efficiency else "–"
+        out.append(f"| {r.concept} | {r.layers[0]}–{r.layers[-1]} | {r.budget:.3f} | {ci(t) if t else '–'} "
+                   f"| {ci(o) if o else '–'} | {rand} | {eff} |")
+    for name, w in result.where.items():
+        out += ["", f"## Where {result.child} steers {name} (own vector; score = max shift / max(NLL increase, 0.1))", "",
+                "| band | " + " | ".join(f"shift@{f} | ΔNLL@{f}" for f in w["bands"][0]["strengths"]) + " | score |",
+                "|---|" + "---|---|" * len(w["bands"][0]["strengths"]) + "---|"]
+        for b in w["bands"]:
+            cells = " | ".join(f"{s:+.3f} | {c:+.3f}" for s, c in zip(b["shift"], b["cost"]))
+            out.append(f"| {b['layers'][0]}–{b['layers'][-1]} | {cells} | {b['score']:+.3f} |")
+    for r in result.results:
+        out += ["", f"## {r.concept}: per strength ({len(r.prompts)} prompts, layers {r.layers[0]}–{r.layers[-1]})", "",
+                "| kind | f | shift [95% CI] | random 5–95% | ΔNLL [95% CI] | distinct-1 | distinct-2 |",
+                "|---|---|---|---|---|---|---|"]
+        for row in r.table().to_dict("records"):
+            band = f"{row['shift_p05']:+.3f}, {row['shift_p95']:+.3f}" if row["n_vectors"] > 1 else "–"
+            out.append(f"| {row['kind']} | {row['strength']} | {row['shift']:+.3f} [{row['shift_low']:+.3f}, "
+                       f"{row['shift_high']:+.3f}] | {band} | {row['nll_increase']:+.3f} [{row['nll_low']:+.3f}, "
+                       f"{row['nll_high']:+.3f}] | {row['distinct1']:.3f} | {row['distinct2']:.3f} |")
+    out += ["", f"Transfer: {json.dumps(result.transfer)}", "", f"Settings: {json.dumps(result.settings)}", "",
+            f"Timing: {json.dumps({k: round(v, 2) for k, v in result.timing.items()})}; per concept: "
+            + json.dumps({r.concept: {k: round(v, 2) for k, v in r.timing.items()} for r in result.results}), ""]
+    return "\n".join(out)
