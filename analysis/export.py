@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -20,6 +21,7 @@ def save_figure(
     ``path`` is taken without a suffix (a ``.html`` / ``.png`` suffix is dropped). ``include_plotlyjs``
     is passed to plotly: "cdn" keeps the HTML small, True embeds plotly.js for offline viewing.
     When PNG export fails (no kaleido, no Chrome) one line is logged saying how to get PNGs.
+    ``XSTEER_PNG=0`` in the environment skips PNGs (each one starts a headless Chrome, seconds apiece).
     """
     path = Path(path)
     if path.suffix in (".html", ".png"):
@@ -29,6 +31,8 @@ def save_figure(
     fig.write_html(html, include_plotlyjs=include_plotlyjs)
     written = [html]
     png = path.with_name(path.name + ".png")
+    if os.environ.get("XSTEER_PNG", "1") == "0":
+        return written
     try:
         fig.write_image(png, scale=scale)
     except Exception as err:  # kaleido missing, Chrome missing or failing: HTML is still there
