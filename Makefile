@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # TORCH_SPEC="torch" (or their CUDA build) before `make`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench clean clean-cache
 
 setup: $(VENV)/.installed
 
@@ -29,5 +29,10 @@ test: setup
 bench: setup
 	$(PY) -m benchmarks
 
+# The venv; run folders (runs/) are kept.
 clean:
-	rm -rf $(VENV) .xsteer_cache
+	rm -rf $(VENV)
+
+# The converted model cache (~1.8 GB): $XSTEER_CACHE, else ~/.cache/xsteer.
+clean-cache:
+	rm -rf "$${XSTEER_CACHE:-$$HOME/.cache/xsteer}"
