@@ -105,7 +105,8 @@ def accuracy_vs_lambda(
             add(_band_trace(*band, series, colour[child]), col)
         for cond in chosen:
             cname = condition_label(result, cond)
-            name = series if cname == "steered" else f"{series} [{cname}]"
+            # The transferred vector's line says so (not only the child's name); other kinds keep theirs.
+            name = f"transfer → {series}" if cname == "steered" else f"{series} [{cname}]"
             correct = cond.correct.get(split, {})
             lams = [lam for lam in sorted(correct) if lam > 0]
             est = [accuracy_ci(correct[lam], n_boot=n_boot, seed=seed) for lam in lams]

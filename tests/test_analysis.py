@@ -128,11 +128,11 @@ def test_accuracy_vs_lambda_panels_traces_and_values(results):
     for r in results:
         parent, child = r.config["parent"], r.config["child"]
         axis = "x" if parent == PARENTS[0] else "x2"
-        (line,) = [t for t in traces_named(fig, child) if t.xaxis == axis]
+        (line,) = [t for t in traces_named(fig, f"transfer → {child}") if t.xaxis == axis]
         steered = r.conditions["steered"].correct["test"]
         assert list(line.x) == LAMS
         np.testing.assert_allclose(line.y, [acc(steered[lam]) for lam in LAMS])
-        (band,) = [t for t in traces_named(fig, f"{child} 95% CI") if t.xaxis == axis]
+        (band,) = [t for t in traces_named(fig, f"transfer → {child} 95% CI") if t.xaxis == axis]
         high, low = np.array(band.y[:4]), np.array(band.y[4:][::-1])
         assert np.all(low <= np.array(line.y)) and np.all(np.array(line.y) <= high)
         assert np.all(high > low)  # 30 items, accuracies strictly inside (0, 1) give wide bands
