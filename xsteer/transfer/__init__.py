@@ -13,6 +13,14 @@ from xsteer.transfer.adapters import (
     TruncatePadAdapter,
     make_adapter,
 )
+from xsteer.transfer.aligned import (
+    MIN_ALIGNED,
+    AlignedBatch,
+    RidgeStats,
+    aligned_positions,
+    fit_aligned_ridge,
+    iter_aligned_batches,
+)
 from xsteer.transfer.anchors import (
     anchor_groups,
     anchor_hash,
@@ -37,6 +45,12 @@ __all__ = [
     "ADAPTERS",
     "DEFAULT_ALPHAS",
     "LAYER_MAPS",
+    "MIN_ALIGNED",
+    "AlignedBatch",
+    "RidgeStats",
+    "aligned_positions",
+    "fit_aligned_ridge",
+    "iter_aligned_batches",
     "CKAMap",
     "DimAdapter",
     "ExplicitMap",

@@ -7,17 +7,17 @@ import copy
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from xsteer.models import d_model, n_layers
 from xsteer.storage import read_pair, write_pair
-from xsteer.transfer import anchors
-from xsteer.transfer.adapters import DimAdapter, make_adapter
+from xsteer.transfer import aligned, anchors
+from xsteer.transfer.adapters import DimAdapter, RidgeAdapter, make_adapter
 from xsteer.transfer.anchors import MIN_ANCHORS, Pooling
-from xsteer.transfer.layer_maps import LayerMap, make_layer_map
+from xsteer.transfer.layer_maps import CKAMap, LayerMap, make_layer_map
 from xsteer.vectors import SteeringVectors
 
 __all__ = ["ModelInfo", "Transfer", "resign", "sign_agreement"]
@@ -96,7 +96,8 @@ class Transfer:
     'random_projection', or a DimAdapter used as a template (cloned for every layer pair).
 
     Fitted: ``layer_map_``, ``adapters_`` (child layer -> fitted DimAdapter), ``parent_`` /
-    ``child_`` (ModelInfo), ``anchor_hash_``, ``n_anchors_`` (anchor rows: texts x poolings).
+    ``child_`` (ModelInfo), ``anchor_hash_``, ``n_anchors_`` (anchor rows: texts x poolings, or
+    aligned token positions).
     """
 
     def __init__(
@@ -115,12 +116,20 @@ class Transfer:
         child,
         anchor_texts: Sequence[str],
         *,
-        pooling: Pooling | Sequence[Pooling] = ("last", "mean"),
+        pooling: Pooling | Literal["aligned"] | Sequence[Pooling] = ("last", "mean"),
         batch_size: int = 16,
         progress: bool = True,
+        max_tokens: int = aligned.MAX_TOKENS,
     ) -> Transfer:
-        """Collect anchor activations of both models (every layer), then :meth:`fit_activations`."""
+        """Collect anchor activations of both models (every layer), then :meth:`fit_activations`.
+
+        ``pooling="aligned"`` instead uses every position where both tokenizers end a token at the
+        same character (texts truncated to ``max_tokens``), fitting ridge adapters from streamed
+        statistics with held-out *texts* (see :mod:`xsteer.transfer.aligned`); ridge adapter only.
+        """
         texts = anchors.anchor_texts(anchor_texts)
+        if pooling == "aligned":
+            return self._fit_aligned(parent, child, texts, batch_size, max_tokens, progress)
         pooling = (pooling,) if isinstance(pooling, str) else tuple(pooling)
         acts = [
             anchors.collect_anchor_activations(m, texts, None, pooling, batch_size, progress)
@@ -134,6 +143,31 @@ class Transfer:
             groups=anchors.anchor_groups(len(texts), len(pooling)),
             anchor_hash=anchors.anchor_hash(texts, pooling),
         )
+
+    def _fit_aligned(self, parent, child, texts, batch_size, max_tokens, progress) -> Transfer:
+        if not isinstance(self.adapter, RidgeAdapter):
+            raise ValueError(
+                f"pooling='aligned' fits ridge adapters from streamed statistics; got adapter "
+                f"{self.adapter.name!r}. Use adapter='ridge', or pooling='last' / 'mean'."
+            )
+        parent_info, child_info = ModelInfo.from_model(parent), ModelInfo.from_model(child)
+        map_acts: tuple = (None, None)
+        if isinstance(self.layer_map, CKAMap):  # the only data-driven map: last-token rows suffice
+            map_acts = tuple(
+                anchors.collect_anchor_activations(m, texts, None, "last", batch_size, progress)
+                for m in (parent, child)
+            )
+        layer_map = copy.deepcopy(self.layer_map).fit(
+            parent_info.n_layers, child_info.n_layers, *map_acts
+        )
+        self.adapters_, self.n_anchors_ = aligned.fit_aligned_ridge(
+            parent, child, texts, layer_map.mapping_, self.adapter,
+            batch_size=batch_size, max_tokens=max_tokens, progress=progress,
+        )
+        self.layer_map_ = layer_map
+        self.parent_, self.child_ = parent_info, child_info
+        self.anchor_hash_ = anchors.anchor_hash(texts, [f"aligned:{max_tokens}"])
+        return self
 
     def fit_activations(
         self,
