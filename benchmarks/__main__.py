@@ -5,7 +5,8 @@
 1. sweep: the paper's loop (one λ at a time, one example at a time, ``TransformerBridge.generate``
    / one full forward per choice) vs xsteer's per-row-λ batched engine, same answers checked;
 2. steering overhead: steered vs unsteered batched generation at batch 1, 8, 32 (the engine's
-   decoding on the plain view; the bridge's generate for context);
+   decoding on the plain view; the bridge's generate for context), with the default add operator
+   and with directional projection (``Project``) as one operator other than add;
 3. extraction: ``collect_activations`` vs a bare Hugging Face forward with all hidden states, and
    load + 64-pair extraction time of both embedded models;
 4. peers: the same sweeps through `repeng` and `steering-vectors` in their own venvs
@@ -31,6 +32,7 @@ from xsteer.decode import Group, decode
 from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, _grid_rows
 from xsteer.extract import collect_activations, extract_vectors
 from xsteer.models import load_model
+from xsteer.operators import Project
 from xsteer.plain import plain_view
 from xsteer.steer import steer, steering_hooks
 from xsteer.tasks import load_task
@@ -166,19 +168,23 @@ def steering_overhead(model, vectors, batch_sizes=(1, 8, 32), new_tokens: int = 
         def steered():
             run(lambda keys: steering_hooks(model, vectors, lams[keys]))
 
+        def projected():
+            run(lambda keys: steering_hooks(model, vectors, lams[keys], operator=Project()))
+
         def generate(hf):  # Hugging Face generate, unsteered
             with torch.inference_mode():
                 hf.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                             pad_token_id=model.tokenizer.pad_token_id)
 
         plain()  # warm-up
-        times = {"plain": [], "steered": []}
+        times = {"plain": [], "steered": [], "project": []}
         for _ in range(5):  # interleaved repeats, best of five
             times["plain"].append(_timed(plain)[0])
             times["steered"].append(_timed(steered)[0])
-        p, s = min(times["plain"]), min(times["steered"])
+            times["project"].append(_timed(projected)[0])
+        p, s, j = min(times["plain"]), min(times["steered"]), min(times["project"])
         out[str(b)] = {"plain_tok_s": b * new_tokens / p, "steered_tok_s": b * new_tokens / s,
-                       "overhead": s / p - 1,
+                       "overhead": s / p - 1, "project_tok_s": b * new_tokens / j, "project_overhead": j / p - 1,
                        "hf_generate_tok_s": b * new_tokens / _timed(lambda: generate(view.model))[0],
                        "bridge_generate_tok_s": b * new_tokens / _timed(lambda: generate(model.original_model))[0]}
     return out
