@@ -1,23 +1,20 @@
-"""The paper's grid on a GPU: 3 parents x 7 children x {GSM8K, MATH-500, ARC-Challenge}.
+"""The paper's grid on GPUs: 3 parents x 7 children x {GSM8K, MATH-500, ARC-Challenge} = 63 cells.
 
-    python examples/paper_grid.py --out runs/paper [--data-dir ../shared/data] [--n-random 20]
+    python examples/paper_grid.py --out runs/paper [--data-dir ../shared/data] [--n-random 20] [--ray auto]
 
-Every (task, parent, child) cell is a run folder; a killed run resumes cell by cell (finished
-cells are skipped, a half-done cell resumes from its records). One parent and one child are held
-in memory at a time; parent vectors are extracted once per task and reused for every child.
+Every (task, parent, child) cell is a run folder (``<out>/<task>/<parent>__<child>``); a killed run
+resumes cell by cell from its records. Parent vectors are extracted once per (parent, task). Without
+--ray one parent and one child are in memory at a time; with --ray each extraction and each cell is a
+Ray task sized from the models (see docs/gpu.md). ``<out>/grid_summary.md`` is Table 1 with CIs.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 from pathlib import Path
 
-import torch
-
-from xsteer.models import load_model
-from xsteer.pipeline import TransferConfig, run_transfer
-from xsteer.vectors import SteeringVectors
+from xsteer.grid import GridSpec, run_grid
+from xsteer.pipeline import TransferConfig
 
 PARENTS = ["microsoft/phi-4", "Qwen/Qwen2.5-14B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3"]
 CHILDREN = [
@@ -29,7 +26,7 @@ CHILDREN = [
     "google/gemma-2-9b-it",
     "Qwen/Qwen2-7B-Instruct",
 ]
-TASKS = {"gsm8k": "generate", "math500": "generate", "arc-challenge": "generate"}
+TASKS = ["gsm8k", "math500", "arc-challenge"]
 
 
 def main() -> None:
@@ -38,27 +35,17 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--n-random", type=int, default=20)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--ray", default=None, help="auto, local or HOST:PORT (default: one process)")
     args = parser.parse_args()
-    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
-    for task, mode in TASKS.items():
-        for parent_name in PARENTS:
-            parent, vectors = None, None
-            for child_name in CHILDREN:
-                cell = args.out / task / f"{parent_name.replace('/', '--')}__{child_name.replace('/', '--')}"
-                if (cell / "report.json").exists():
-                    continue
-                parent = parent or load_model(parent_name, device=args.device, dtype=dtype)
-                child = load_model(child_name, device=args.device, dtype=dtype)
-                cfg = TransferConfig(
-                    parent=parent_name, child=child_name, task=task, task_mode=mode, data_dir=args.data_dir,
-                    n_val=None, n_test=None, n_random=args.n_random, batch_size=64,
-                )
-                run_transfer(cfg, cell, models={parent_name: parent, child_name: child}, parent_vectors=vectors)
-                vectors = SteeringVectors.load(cell / "vectors" / "parent")
-                print(f"done {cell}")
-                del child
-                gc.collect()
-                torch.cuda.empty_cache()
+    base = TransferConfig(
+        task_mode="generate", data_dir=args.data_dir, n_val=None, n_test=None, n_random=args.n_random,
+        batch_size=64, device=args.device,
+    )
+    dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
+    result = run_grid(GridSpec(PARENTS, CHILDREN, TASKS, base, dtype=dtype), args.out, ray=args.ray)
+    print(result.summary_path.read_text())
+    for failed in result.failed:
+        print(f"FAILED {failed.cell}: {failed.error}")
 
 
 if __name__ == "__main__":

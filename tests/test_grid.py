@@ -19,7 +19,7 @@ from xsteer.pipeline import TransferConfig
 PARENTS = ["tiny:llama:2:32:0", "tiny:gemma2:2:32:1"]
 CHILDREN = ["tiny:qwen3:2:32:2", "tiny:phi3:3:32:3"]
 BASE = TransferConfig(
-    k_shot=0, n_pairs=8, n_anchors=16, lambdas=[0.5, 4.0], n_val=3, n_test=4, n_random=1,
+    k_shot=0, n_pairs=8, n_anchors=16, lambdas=[0.5, 4.0], n_val=3, n_test=4, n_random=0,
     batch_size=4, device="cpu", self_consistency=False, child_own=False, task_mode="loglik",
 )
 

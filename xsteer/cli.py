@@ -310,6 +310,7 @@ def grid(
     max_new_tokens: Optional[int] = typer.Option(None, help="Generation budget (default: the task's)."),
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None, help="cpu, cuda … (default: cuda when visible)."),
+    dtype: str = typer.Option("float32", help="Model weights: float32, or bfloat16 on GPUs (large parents)."),
     out: Path = typer.Option(Path("runs/grid"), help="Grid folder: <task>/<parent>__<child> per cell."),
     debug: bool = _DEBUG,
 ):
@@ -325,7 +326,7 @@ def grid(
         lambdas=_lambdas(lambdas), n_val=n_val, n_test=n_test, n_random=n_random, batch_size=batch_size,
         max_new_tokens=max_new_tokens, seed=seed, device=device,
     )
-    spec = GridSpec(split(parents), split(children), split(tasks), base)
+    spec = GridSpec(split(parents), split(children), split(tasks), base, dtype=dtype)
     typer.echo(f"xsteer grid: {len(spec.parents)} parents × {len(spec.children)} children × "
                f"{len(spec.tasks)} tasks {'on Ray ' + ray if ray else 'in this process'}; folder {out}")
     result = run_grid(spec, out, ray=ray, gpus_per_task=gpus_per_task, memory_gib=memory,

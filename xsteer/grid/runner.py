@@ -60,7 +60,6 @@ def extract_parent(spec: GridSpec, cell: Cell, model=None, *, progress: bool = F
     (with ``extraction.json`` beside it; a folder made with other extraction settings is refused)."""
     from xsteer.contrast import from_task
     from xsteer.extract import extract_vectors
-    from xsteer.models import load_model
     from xsteer.tasks import load_task
 
     wanted = spec.extraction_config(cell.parent, cell.task)
@@ -75,7 +74,7 @@ def extract_parent(spec: GridSpec, cell: Cell, model=None, *, progress: bool = F
     cfg = cell.config
     task = load_task(cfg.task, data_dir=cfg.data_dir, k_shot=cfg.k_shot, seed=cfg.seed, mode=cfg.task_mode)
     pairs = from_task(task, cfg.n_pairs, cfg.seed)
-    model = model if model is not None else load_model(cfg.parent, device=cfg.device)
+    model = model if model is not None else spec.load(cfg.parent)
     vectors = extract_vectors(model, pairs, cfg.method, seed=cfg.seed, progress=progress)
     vectors.save(cell.vectors)  # atomic pair: a kill leaves nothing or the whole pair
     from xsteer.storage import atomic_write_bytes
@@ -106,32 +105,36 @@ def _error(err: BaseException) -> str:
 
 def _run_sequential(spec: GridSpec, cells: list[Cell], models: dict[str, Any] | None,
                     progress: bool) -> list[CellOutcome]:
-    from xsteer.models import load_model
+    given = dict(models or {})
+    cache: dict[str, Any] = {}
 
-    cache = dict(models or {})
-
-    def get(name: str):
+    def get(name: str, keep: tuple[str, ...]):
+        """A model by spec; loaded models other than ``keep`` are let go (one parent and one child
+        in memory at a time, as large models need)."""
+        if name in given:
+            return given[name]
+        for other in [k for k in cache if k not in keep]:
+            del cache[other]
         if name not in cache:
-            cache[name] = load_model(name, device=spec.base.device)
+            cache[name] = spec.load(name)
         return cache[name]
 
     outcomes, vectors = [], {}
     for cell in cells:
-        key = (cell.parent, cell.task)
+        key, keep = (cell.parent, cell.task), (cell.parent, cell.child)
         try:
             if key not in vectors:
-                parent = None if _vectors_saved(cell.vectors) else get(cell.parent)
+                parent = None if _vectors_saved(cell.vectors) else get(cell.parent, keep)
                 vectors[key] = extract_parent(spec, cell, parent, progress=progress)
-            held = {cell.child: get(cell.child)}
-            if _needs_parent(cell) or cell.parent in cache:
-                held[cell.parent] = get(cell.parent)
+            held = {cell.child: get(cell.child, keep)}
+            if _needs_parent(cell) or cell.parent in cache or cell.parent in given:
+                held[cell.parent] = get(cell.parent, keep)
             result = run_cell(cell, vectors[key], held, progress=progress)
             outcomes.append(CellOutcome(cell.name, "done", result))
         except Exception as err:  # reported per cell; the other cells still run
             log.error("cell %s failed:\n%s", cell.name, traceback.format_exc())
             outcomes.append(CellOutcome(cell.name, "failed", error=_error(err)))
     return outcomes
-
 
 # --------------------------------------------------------------------------- Ray
 
@@ -183,12 +186,15 @@ def connect(address: str):
 
 
 def _extract_task(spec: GridSpec, cell: Cell) -> SteeringVectors:
-    return extract_parent(spec, cell)
+    return extract_parent(spec, cell, None if _vectors_saved(cell.vectors) else spec.load(cell.parent))
 
 
-def _cell_task(cell: Cell, vectors: SteeringVectors, fault: str | None) -> dict[str, Any]:
+def _cell_task(spec: GridSpec, cell: Cell, vectors: SteeringVectors, fault: str | None) -> dict[str, Any]:
+    models = {cell.child: spec.load(cell.child)}
+    if _needs_parent(cell):
+        models[cell.parent] = spec.load(cell.parent)
     with kill_after_batches(fault, cell.name):
-        return run_cell(cell, vectors).to_dict()
+        return run_cell(cell, vectors, models).to_dict()
 
 
 def plan(spec: GridSpec, cells: list[Cell], *, on_gpu: bool, gpus_per_task: float | None,
@@ -226,7 +232,7 @@ def _run_ray(spec: GridSpec, cells: list[Cell], *, address: str, gpus_per_task, 
         if key not in extractions:
             first = next(c for c in cells if (c.parent, c.task) == key)
             extractions[key] = extract_fn.options(**opts(extract_res[key], f"extract {key[0]} {key[1]}")).remote(spec, first)
-        ref = cell_fn.options(**opts(cell_res[cell.name], cell.name)).remote(cell, extractions[key], fault)
+        ref = cell_fn.options(**opts(cell_res[cell.name], cell.name)).remote(spec, cell, extractions[key], fault)
         pending[ref] = cell
     results: dict[str, CellOutcome] = {}
     bar = _bar(len(cells), progress)

@@ -45,7 +45,8 @@ class Cell:
 class GridSpec:
     """Every parent × child × task cell on the base configuration ``base``.
 
-    The parent, child and task fields of ``base`` are ignored; each cell sets its own. Construction
+    The parent, child and task fields of ``base`` are ignored; each cell sets its own; models load in
+    ``dtype``. Construction
     validates names (models via ``check_model_spec``, tasks via the task registry) and loads nothing.
     """
 
@@ -53,8 +54,13 @@ class GridSpec:
     children: list[str]
     tasks: list[str]
     base: TransferConfig = field(default_factory=TransferConfig)
+    dtype: str = "float32"  # weights of every model the grid loads, e.g. "bfloat16" on GPUs
 
     def __post_init__(self) -> None:
+        import torch
+
+        if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
+            raise ValueError(f"Unknown dtype {self.dtype!r}; use float32, bfloat16 or float16.")
         self.parents, self.children, self.tasks = (list(x) for x in (self.parents, self.children, self.tasks))
         for what, names in (("parents", self.parents), ("children", self.children), ("tasks", self.tasks)):
             if not names:
@@ -69,6 +75,14 @@ class GridSpec:
         unknown = [t for t in self.tasks if _task_key(t) not in TASKS]
         if unknown:
             raise ValueError(f"Unknown grid task(s) {unknown}; choose from {sorted(TASKS)}.")
+
+    def load(self, name: str):
+        """Load one of the grid's models on the base device in the grid's dtype."""
+        import torch
+
+        from xsteer.models import load_model
+
+        return load_model(name, device=self.base.device, dtype=getattr(torch, self.dtype))
 
     def cell_config(self, parent: str, child: str, task: str) -> TransferConfig:
         return TransferConfig(**{**asdict(self.base), "parent": parent, "child": child, "task": task})
@@ -86,4 +100,4 @@ class GridSpec:
     def extraction_config(self, parent: str, task: str) -> dict:
         """The configuration fields that determine one parent's vectors on one task."""
         cfg = asdict(self.cell_config(parent, self.children[0], task))
-        return {"parent": parent, **{k: cfg[k] for k in EXTRACTION_FIELDS}}
+        return {"parent": parent, "dtype": self.dtype, **{k: cfg[k] for k in EXTRACTION_FIELDS}}
