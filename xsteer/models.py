@@ -32,8 +32,11 @@ __all__ = [
     "embedded_gguf_path",
     "load_model",
     "n_layers",
+    "gguf_adds_bos",
     "resid_post_hook",
+    "set_prepend_bos",
     "tiny_model",
+    "tokenizer_adds_bos",
 ]
 
 log = logging.getLogger(__name__)
@@ -151,6 +154,9 @@ def _convert_gguf(gguf: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None))
     target.parent.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(tmp)
+    bos = gguf_adds_bos(gguf)
+    if bos is not None and tokenizer_adds_bos(tok) != bos:
+        tok.add_bos_token = bos  # so the folder alone (e.g. lm-eval --model hf) keeps the GGUF's default
     tok.save_pretrained(tmp)
     (tmp / "xsteer_source.json").write_text(json.dumps({"gguf": str(gguf)}))
     try:
@@ -160,18 +166,67 @@ def _convert_gguf(gguf: Path) -> Path:
     return target
 
 
-def _boot(name: str, hf_model, tokenizer, device: str | None):
+def tokenizer_adds_bos(tokenizer) -> bool:
+    """Whether ``tokenizer`` puts its BOS token in front of plain text (found by running it, as
+    declared flags are unreliable)."""
+    if tokenizer.bos_token_id is None:
+        return False
+    ids = tokenizer("a")["input_ids"]
+    return bool(ids) and ids[0] == tokenizer.bos_token_id
+
+
+def set_prepend_bos(model, prepend_bos: bool) -> None:
+    """Make a bridge's tokenizer (every path: extraction, anchors, evaluation, generation,
+    ``to_tokens``) prepend BOS to plain text exactly when ``prepend_bos`` is true."""
+    tok = model.tokenizer
+    if prepend_bos and tok.bos_token_id is None:
+        raise ValueError(f"{model.cfg.model_name} has no BOS token; load it with prepend_bos=None or False.")
+    if tokenizer_adds_bos(tok) != prepend_bos:
+        tok.add_bos_token = prepend_bos
+    if tokenizer_adds_bos(tok) != prepend_bos:
+        raise ValueError(
+            f"The tokenizer of {model.cfg.model_name} ({type(tok).__name__}) cannot be switched to "
+            f"prepend_bos={prepend_bos}; load it with prepend_bos=None (its own default)."
+        )
+    model.cfg.default_prepend_bos = prepend_bos
+    model.cfg.tokenizer_prepends_bos = prepend_bos
+
+
+def _boot(name: str, hf_model, tokenizer, device: str | None, prepend_bos: bool | None = None, default_bos: bool | None = None):
+    """Wrap ``hf_model`` in a bridge whose tokenizer follows the model's own BOS default
+    (``default_bos``, else what ``tokenizer`` does) unless ``prepend_bos`` overrides it.
+    TransformerLens re-creates every tokenizer with ``add_bos_token=True``; this undoes that."""
     from transformer_lens.model_bridge import TransformerBridge
 
+    own = tokenizer_adds_bos(tokenizer) if default_bos is None else default_bos
     hf_model.eval()
     bridge = TransformerBridge.boot_transformers(
         name, hf_model=hf_model, tokenizer=tokenizer, device=device
     )
     bridge.eval()
+    set_prepend_bos(bridge, own if prepend_bos is None else prepend_bos)
     return bridge
 
 
-def _load_folder(folder: Path, name: str, device: str, dtype: torch.dtype):
+def gguf_adds_bos(gguf_path: Path) -> bool | None:
+    """``tokenizer.ggml.add_bos_token`` of a GGUF file (``None`` if absent): the model's own BOS
+    default, which Hugging Face's GGUF reader drops."""
+    import gguf
+
+    field = gguf.GGUFReader(str(gguf_path)).fields.get("tokenizer.ggml.add_bos_token")
+    return None if field is None else bool(field.parts[field.data[0]][0])
+
+
+def _source_adds_bos(folder: Path) -> bool | None:
+    """The BOS default of the GGUF a converted folder came from (``None`` for other folders)."""
+    source = folder / "xsteer_source.json"
+    if not source.exists():
+        return None
+    gguf_path = Path(json.loads(source.read_text())["gguf"])
+    return gguf_adds_bos(gguf_path) if gguf_path.is_file() else None
+
+
+def _load_folder(folder: Path, name: str, device: str, dtype: torch.dtype, prepend_bos: bool | None = None):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     config = AutoConfig.from_pretrained(folder)
@@ -182,7 +237,7 @@ def _load_folder(folder: Path, name: str, device: str, dtype: torch.dtype):
         )
     tokenizer = AutoTokenizer.from_pretrained(folder)
     hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
-    bridge = _boot(str(folder), hf_model, tokenizer, device)
+    bridge = _boot(str(folder), hf_model, tokenizer, device, prepend_bos, _source_adds_bos(folder))
     bridge.cfg.model_name = name
     return bridge
 
@@ -243,7 +298,12 @@ def check_model_spec(spec: str | os.PathLike) -> str:
     return "hub"
 
 
-def load_model(spec: str | os.PathLike, device: str | None = None, dtype: torch.dtype = torch.float32):
+def load_model(
+    spec: str | os.PathLike,
+    device: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    prepend_bos: bool | None = None,
+):
     """Load a model as a TransformerLens ``TransformerBridge`` (compatibility mode off).
 
     ``spec`` is an embedded default name (see ``EMBEDDED``), a ``.gguf`` file, a local Hugging Face
@@ -251,40 +311,46 @@ def load_model(spec: str | os.PathLike, device: str | None = None, dtype: torch.
     into ``cache_dir()/converted`` and loaded from there afterwards. ``device`` defaults to
     ``default_device()``. ``tiny:<arch>:<layers>:<width>:<seed>`` builds a random-weight
     ``tiny_model`` (for tests of the command line).
+
+    ``prepend_bos=None`` follows the model's own tokenizer default, as Hugging Face and
+    lm-evaluation-harness do (for a GGUF: its ``tokenizer.ggml.add_bos_token``; SmolLM2 adds no BOS,
+    Gemma does); ``True`` / ``False`` force BOS on / off for every path that tokenizes plain text.
     """
     spec_str = str(spec)
     device = device or default_device()
     if spec_str.startswith(TINY_PREFIX):  # random-weight test models, e.g. tiny:llama:3:64:0
         arch, layers, width, seed = _parse_tiny(spec_str)
-        return tiny_model(arch, layers, width, seed, device=device)
+        return tiny_model(arch, layers, width, seed, device=device, prepend_bos=prepend_bos)
     if spec_str in EMBEDDED:
         folder = _convert_gguf(EMBEDDED[spec_str].locate())
-        return _load_folder(folder, spec_str, device, dtype)
+        return _load_folder(folder, spec_str, device, dtype, prepend_bos)
     path = Path(spec_str).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file {path} does not exist; check the path.")
-        return _load_folder(_convert_gguf(path), path.stem, device, dtype)
+        return _load_folder(_convert_gguf(path), path.stem, device, dtype, prepend_bos)
     if path.is_dir():
         if not (path / "config.json").exists():
             raise FileNotFoundError(
                 f"{path} is a folder without config.json; point at a Hugging Face model folder "
                 "(config.json + weights + tokenizer) or a .gguf file."
             )
-        return _load_folder(path, path.name, device, dtype)
+        return _load_folder(path, path.name, device, dtype, prepend_bos)
     if path.exists() or spec_str.startswith((".", "/", "~")) or spec_str.count("/") != 1:
         raise ValueError(
             f"Unknown model spec {spec_str!r}. Use one of the embedded defaults "
             f"{sorted(EMBEDDED)}, a .gguf file, a local Hugging Face folder, or a hub id "
             "like 'Qwen/Qwen3-0.6B'."
         )
-    return _load_hub(spec_str, device, dtype)
+    return _load_hub(spec_str, device, dtype, prepend_bos)
 
 
-def _load_hub(repo_id: str, device: str | None, dtype: torch.dtype):
+def _load_hub(repo_id: str, device: str | None, dtype: torch.dtype, prepend_bos: bool | None = None):
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoTokenizer
 
     try:
+        own = tokenizer_adds_bos(AutoTokenizer.from_pretrained(repo_id))
         bridge = TransformerBridge.boot_transformers(repo_id, device=device, dtype=dtype)
     except OSError as err:
         raise OSError(
@@ -293,6 +359,7 @@ def _load_hub(repo_id: str, device: str | None, dtype: torch.dtype):
             f"of the embedded defaults {sorted(EMBEDDED)}."
         ) from err
     bridge.eval()
+    set_prepend_bos(bridge, own if prepend_bos is None else prepend_bos)
     return bridge
 
 
@@ -303,7 +370,8 @@ TINY_ARCHS = ("llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "mistral")
 
 @lru_cache(maxsize=1)
 def _tiny_tokenizer_dir() -> str:
-    """A byte-level tokenizer (256 bytes + 4 specials) saved to disk, so TL can reload it by name."""
+    """A byte-level tokenizer (256 bytes + 4 specials) that prepends BOS by default, as Llama's and
+    Gemma's do, saved to disk so TL can reload it by name."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -315,7 +383,8 @@ def _tiny_tokenizer_dir() -> str:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+        add_bos_token=True,
     )
     folder = tempfile.mkdtemp(prefix="xsteer-tinytok-")
     fast.save_pretrained(folder)
@@ -357,11 +426,18 @@ def _tiny_config(arch: str, n_layers: int, d_model: int, vocab: int, overrides: 
 
 
 def tiny_model(
-    arch: str = "llama", n_layers: int = 2, d_model: int = 64, seed: int = 0, device: str = "cpu", **overrides
+    arch: str = "llama",
+    n_layers: int = 2,
+    d_model: int = 64,
+    seed: int = 0,
+    device: str = "cpu",
+    prepend_bos: bool | None = None,
+    **overrides,
 ):
     """A random-weight model of a real architecture with a byte-level tokenizer, as a bridge
     (weights drawn on the CPU, so a seed gives the same model on every device); ``overrides``
-    replace fields of its Hugging Face config (e.g. ``sliding_window=16``)."""
+    replace fields of its Hugging Face config (e.g. ``sliding_window=16``). Its tokenizer prepends
+    BOS unless ``prepend_bos=False``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if n_layers < 1 or d_model < 16 or d_model % 16:
@@ -372,7 +448,7 @@ def tiny_model(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         hf_model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    bridge = _boot(tok_dir, hf_model.to(device), tokenizer, device)
+    bridge = _boot(tok_dir, hf_model.to(device), tokenizer, device, prepend_bos)
     extra = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
     bridge.cfg.model_name = f"tiny-{arch}-L{n_layers}-d{d_model}-s{seed}{extra}"
     return bridge
