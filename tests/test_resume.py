@@ -18,7 +18,7 @@ import pytest
 ARGS = [
     "--parent", "tiny:llama:3:64:0", "--child", "tiny:qwen3:4:48:1", "--task", "arith", "--k-shot", "0",
     "--n-pairs", "8", "--n-anchors", "24", "--n-val", "4", "--n-test", "8", "--n-random", "1",
-    "--lambdas", "0.5,2", "--batch-size", "2",
+    "--lambdas", "0.5,2", "--batch-size", "2", "--fidelity", "",
 ]
 
 

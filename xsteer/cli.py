@@ -89,11 +89,16 @@ def run(
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when visible)."),
     source: str = typer.Option("local", help="Benchmark data: local (--data-dir / $XSTEER_DATA_DIR) or hub (download)."),
+    fidelity: str = typer.Option(
+        "sentiment,arith_truth",
+        help="Concepts whose readout fidelity is measured first (the run's map, adapter, anchors); '' skips it.",
+    ),
     out: Path = typer.Option(Path("runs/default"), help="Run folder; an interrupted run resumes from it."),
     force: bool = typer.Option(False, "--force", help="Start the run folder over when it holds a different run."),
     debug: bool = _DEBUG,
 ):
-    """Extract in the parent, transfer to the child, choose λ, test at λ* and by ITS, with controls."""
+    """Readout fidelity of a few concepts, then the protocol: extract in the parent, transfer to the
+    child, choose λ, test at λ* and by ITS, with controls."""
     from xsteer.pipeline import TransferConfig, run_transfer
     from xsteer.vectors import SteeringVectors
 
@@ -102,10 +107,13 @@ def run(
         task_mode=mode, k_shot=k_shot, method=method, n_pairs=n_pairs, layer_map=layer_map,
         adapter=adapter, n_anchors=n_anchors, scale=scale, lambdas=_lambdas(lambdas), n_val=n_val,
         n_test=n_test, n_random=n_random, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed,
-        device=device, source=source,
+        device=device, source=source, fidelity=[c.strip() for c in fidelity.split(",") if c.strip()],
     )
     typer.echo(f"xsteer run: {parent} → {child} on {task}; run folder {out}")
     run_transfer(cfg, out, force=force)
+    if cfg.fidelity:
+        typer.echo(f"\nReadout fidelity ({out / 'fidelity' / 'report.md'}):")
+        typer.echo((out / "fidelity" / "report.md").read_text().split("\n## Per layer")[0].strip())
     vectors = SteeringVectors.load(out / "vectors" / "parent")
     typer.echo(f"\nParent {parent}: {vectors.method} vectors ({len(vectors)} layers) in {out / 'vectors'}")
     typer.echo(_summary_table(vectors))

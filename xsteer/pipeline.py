@@ -65,6 +65,9 @@ class TransferConfig:
     seed: int = 0
     device: str | None = None  # None: "cuda" when visible, else "cpu"
     source: str = "local"  # benchmark data: "local" folder or the Hugging Face "hub"
+    # Concepts (xsteer.concepts) whose readout fidelity is measured before the accuracy protocol,
+    # with the run's layer map, adapter and anchors (the CLI's demo: sentiment and arith_truth).
+    fidelity: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, check in _CHECKS.items():
@@ -110,7 +113,20 @@ def _checks() -> dict[str, Callable[[Any], None]]:
         "seed": lambda v: check_int("seed", v, 0),
         "device": check_device,
         "source": lambda v: check_choice("source", v, ("local", "hub")),
+        "fidelity": _check_concepts,
     }
+
+
+def _check_concepts(names) -> None:
+    from xsteer.concepts import CONCEPTS
+
+    if not isinstance(names, (list, tuple)):
+        raise ValueError(f"fidelity must be a list of concept names, not {names!r}.")
+    for name in names:
+        if not isinstance(name, str) or not (name in CONCEPTS or name.startswith("task:") or name.endswith(".jsonl")):
+            raise ValueError(
+                f"Unknown fidelity concept {name!r}; use one of {list(CONCEPTS)}, 'task:<task>' or a .jsonl file."
+            )
 
 
 _CHECKS = _checks()
@@ -299,6 +315,9 @@ def _run(cfg: TransferConfig, folder: RunFolder | None, get: _Models, progress: 
         folder.saved_artifact(f"vectors/{name}")
         return vectors
 
+    if cfg.fidelity and not (out is not None and (out / "fidelity" / "report.json").exists()):
+        _fidelity_demo(cfg, get, anchors, out, progress)
+
     if parent_vectors is None:
         parent_vectors = saved(
             "parent",
@@ -386,6 +405,23 @@ def _run(cfg: TransferConfig, folder: RunFolder | None, get: _Models, progress: 
         from xsteer.report import write_report
 
         write_report(result, out)
+    return result
+
+
+def _fidelity_demo(cfg: TransferConfig, get: _Models, anchors: list[str], out: Path | None, progress: bool):
+    """Readout fidelity of ``cfg.fidelity`` concepts with the run's map, adapter and anchors
+    (task texts, disjoint from the concepts' pairs); written to ``out/fidelity``."""
+    from xsteer.fidelity import readout_fidelity, write_report
+
+    result = readout_fidelity(
+        get(cfg.parent), get(cfg.child), cfg.fidelity, layer_maps=[cfg.layer_map], adapters=[cfg.adapter],
+        anchor_texts=anchors, n=64, n_random=100, n_boot=500, seed=cfg.seed, data_dir=cfg.data_dir,
+        batch_size=cfg.batch_size, progress=progress,
+    )
+    for flag in result.flags:
+        log.warning(flag)
+    if out is not None:
+        write_report(result, out / "fidelity")
     return result
 
 

@@ -22,7 +22,7 @@ from xsteer.storage import atomic_write_bytes, file_sha256, pair_exists
 __all__ = ["RESUMABLE_FIELDS", "RunFolder", "check_out_dir", "config_diff"]
 
 #: Config fields a resume may change: they add controls or change how (not what) is computed.
-RESUMABLE_FIELDS = frozenset({"n_random", "child_own", "self_consistency", "batch_size", "device"})
+RESUMABLE_FIELDS = frozenset({"n_random", "child_own", "self_consistency", "batch_size", "device", "fidelity"})
 
 _LOCK = ".xsteer.lock"
 _FIX = "Fix: pass a new --out (out_dir=) for this request, or --force (force=True) to start this folder over."
