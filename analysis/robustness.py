@@ -2,7 +2,9 @@
 results table, drawn from saved ``TransferResult``s.
 
 - ``accuracy_vs_lambda``: accuracy against λ per child, one panel per parent (the paper's Fig. 3).
-- ``gains_figure``: λ* and ITS gains over the baseline beside their controls (Figs. 1 and 4).
+- ``gains_figure``: λ* and ITS gains over the baseline beside their controls (Figs. 1 and 4), with
+  the report's statistics.
+- ``STYLES``: one colour, dash, marker and bar pattern per condition kind, shared by every figure.
 - ``results_table`` / ``format_results_table`` / ``write_results_table``: Table 1.
 - ``relative_perturbation_figure``: ‖λ·v_l‖ / ‖h_l‖ per layer.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,8 @@ from plotly.subplots import make_subplots
 
 from analysis.summary import (
     Gain,
-    RunSummary,
+    Spread,
+    baseline_test_correct,
     condition_label,
     conditions_of,
     run_labels,
@@ -33,16 +37,50 @@ from xsteer.results import TransferResult
 from xsteer.stats import Estimate, accuracy_ci
 
 __all__ = [
+    "STYLES",
+    "KindStyle",
     "accuracy_vs_lambda",
     "format_results_table",
     "gains_figure",
     "relative_perturbation_figure",
     "results_table",
+    "style_of",
     "write_results_table",
 ]
 
-_PALETTE = qualitative.D3
 _LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0)
+
+
+@dataclass(frozen=True)
+class KindStyle:
+    """How one condition kind is drawn: legend label, colour, line dash and marker symbol (colour
+    plus dash plus marker keep the kinds apart in greyscale)."""
+
+    label: str
+    colour: str
+    dash: str
+    symbol: str
+    pattern: str  # bar fill pattern
+
+
+#: One style per condition kind (Okabe–Ito colours); the baseline is drawn as a kind of its own.
+STYLES: dict[str, KindStyle] = {
+    "baseline": KindStyle("baseline (λ = 0)", "#000000", "dash", "line-ew", ""),
+    "steered": KindStyle("transfer", "#0072B2", "solid", "circle", ""),
+    "child_own": KindStyle("child's own vector", "#E69F00", "dashdot", "square", "/"),
+    "random": KindStyle("random directions", "#7F7F7F", "dot", "x", "x"),
+    "self_consistency": KindStyle("self-consistency", "#009E73", "longdash", "diamond", "."),
+}
+_OTHER = qualitative.Dark2
+_CHILD_SYMBOLS = ("circle", "triangle-up", "star", "hexagon", "cross", "pentagon")
+
+
+def style_of(kind: str) -> KindStyle:
+    """The kind's style; kinds outside ``STYLES`` get a stable colour of their own."""
+    if kind in STYLES:
+        return STYLES[kind]
+    colour = _OTHER[sum(map(ord, kind)) % len(_OTHER)]
+    return KindStyle(kind, colour, "dash", "triangle-up", "-")
 
 
 # ---------------------------------------------------------------------------- accuracy vs λ
@@ -56,19 +94,22 @@ def accuracy_vs_lambda(
     n_boot: int = 10_000,
     seed: int = 0,
 ) -> go.Figure:
-    """Accuracy against λ (log axis), one panel per parent and one line per child, with 95% bootstrap
-    CI bands, each child's baseline (λ = 0) as a dashed line and the random-direction band.
+    """Accuracy against λ (log axis), one panel per parent: one line per condition of ``kinds``
+    with its 95% bootstrap CI band, the baseline (λ = 0) and the random-direction band.
 
-    The random band spans, per λ, the 2.5–97.5% range of the random conditions' accuracies
-    (min–max for fewer than 40 directions). λ ≤ 0 is left out of the log axis.
+    Colour, dash and legend entry follow the condition kind (``STYLES``); with several children
+    in a panel each child gets a marker symbol and a legend entry of its own. Every trace carries
+    ``meta = {"kind", "role", "parent", "child", "task", "condition"}`` (role: line, ci, baseline,
+    random). The random band spans, per λ, the 2.5–97.5% range of the random conditions'
+    accuracies (min–max for fewer than 40 directions). λ ≤ 0 is left out of the log axis.
     """
     if not results:
         raise ValueError("No results given; pass a list of TransferResult (TransferResult.load).")
     labels = [run_labels(r) for r in results]
     parents = list(dict.fromkeys(p for p, _, _ in labels))
-    children = list(dict.fromkeys(c for _, c, _ in labels))
+    series = list(dict.fromkeys((c, t) for _, c, t in labels))
     tasks = list(dict.fromkeys(t for _, _, t in labels))
-    colour = {c: _PALETTE[i % len(_PALETTE)] for i, c in enumerate(children)}
+    symbol = {s: _CHILD_SYMBOLS[i % len(_CHILD_SYMBOLS)] for i, s in enumerate(series)}
     fig = make_subplots(
         rows=1,
         cols=len(parents),
@@ -79,13 +120,16 @@ def accuracy_vs_lambda(
     shown: set[str] = set()
 
     def add(trace: go.Scatter, col: int) -> None:
-        trace.showlegend = trace.showlegend is not False and trace.name not in shown
-        shown.add(trace.name)
+        entry = trace.legendgroup
+        trace.showlegend = trace.showlegend is not False and entry not in shown
+        if trace.showlegend:
+            shown.add(entry)
         fig.add_trace(trace, row=1, col=col)
 
     for result, (parent, child, task) in zip(results, labels):
         col = parents.index(parent) + 1
-        series = child if len(tasks) == 1 else f"{child} ({task})"
+        name = child if len(tasks) == 1 else f"{child} ({task})"
+        meta = dict(parent=parent, child=child, task=task)
         base = _split_baseline(result, split)
         chosen = [c for kind in kinds for c in conditions_of(result, kind)]
         if not chosen:
@@ -99,33 +143,44 @@ def accuracy_vs_lambda(
                 f"Result {parent} → {child} has no λ > 0 for {list(kinds)} on split {split!r}; "
                 f"its splits are {sorted({s for c in chosen for s in c.correct})}."
             )
-        add(_baseline_line(grid, base, series, colour[child]), col)
         band = _random_band(result, split, grid)
         if band is not None:
-            add(_band_trace(*band, series, colour[child]), col)
+            add(_band_trace(*band, name, meta), col)
+        add(_baseline_line(grid, base, name, meta), col)
         for cond in chosen:
-            cname = condition_label(result, cond)
-            # The transferred vector's line says so (not only the child's name); other kinds keep theirs.
-            name = f"transfer → {series}" if cname == "steered" else f"{series} [{cname}]"
             correct = cond.correct.get(split, {})
             lams = [lam for lam in sorted(correct) if lam > 0]
             est = [accuracy_ci(correct[lam], n_boot=n_boot, seed=seed) for lam in lams]
-            dash = "solid" if cond.kind == "steered" else "dot"
-            for trace in _line_with_band(lams, est, name, colour[child], dash):
+            cmeta = dict(meta, condition=cond.name)
+            label = condition_label(result, cond)
+            sym = symbol[(child, task)] if len(series) > 1 else None
+            for trace in _line_with_band(lams, est, cond.kind, label, name, cmeta, sym):
                 add(trace, col)
-    xs = [x for t in fig.data for x in t.x]
+        if len(series) > 1:  # which marker is which child
+            add(
+                go.Scatter(
+                    x=[None], y=[None], mode="markers", name=name, legendgroup=f"child {name}",
+                    marker=dict(symbol=symbol[(child, task)], color="#444444", size=8),
+                    meta=dict(meta, kind="child", role="key"),
+                ),
+                col,
+            )
+    xs = [x for t in fig.data for x in t.x if x is not None]
     ticks = _log_ticks(min(xs), max(xs))
     fig.update_xaxes(
-        type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], title_text="λ (log scale)"
+        type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], title_text="λ (log scale)",
+        showline=True, linecolor="black", ticks="outside",
     )
+    fig.update_yaxes(showline=True, linecolor="black", ticks="outside")
     fig.update_yaxes(title_text=f"accuracy ({split})", row=1, col=1)
     title = f"Accuracy vs steering strength λ — {', '.join(tasks)}, {split} split"
     fig.update_layout(
         title=dict(
-            text=f"{title}<br><sup>bands: 95% bootstrap CI; dashed: baseline (λ = 0); "
-            "dotted band: random unit directions</sup>"
+            text=f"{title}<br><sup>shaded: 95% bootstrap CI; baseline: λ = 0; grey band: "
+            "random unit directions</sup>"
         ),
-        legend=dict(yanchor="top", y=1, xanchor="left", x=1.02, font=dict(size=11)),
+        template="simple_white",
+        legend=dict(yanchor="top", y=1, xanchor="left", x=1.02, font=dict(size=12)),
         width=480 * len(parents) + 330,
         height=520,
         hovermode="closest",
@@ -150,46 +205,55 @@ def _rgba(hex_colour: str, alpha: float) -> str:
 
 
 def _line_with_band(
-    lams: list[float], est: list[Estimate], name: str, colour: str, dash: str
+    lams: list[float], est: list[Estimate], kind: str, label: str, series: str, meta: dict,
+    symbol: str | None,
 ) -> list[go.Scatter]:
+    st = style_of(kind)
+    legend = st.label if label == kind else f"{st.label} ({label})"
     band = go.Scatter(
         x=lams + lams[::-1],
         y=[e.high for e in est] + [e.low for e in est][::-1],
+        mode="lines",
         fill="toself",
-        fillcolor=_rgba(colour, 0.18),
+        fillcolor=_rgba(st.colour, 0.15),
         line=dict(width=0),
         hoverinfo="skip",
-        legendgroup=name,
+        legendgroup=legend,
         showlegend=False,
-        name=f"{name} 95% CI",
+        name=f"{legend} 95% CI",
+        meta=dict(meta, kind=kind, role="ci"),
     )
     line = go.Scatter(
         x=lams,
         y=[e.value for e in est],
         mode="lines+markers",
-        line=dict(color=colour, dash=dash, width=2),
-        marker=dict(size=6),
+        line=dict(color=st.colour, dash=st.dash, width=2.5),
+        marker=dict(size=8, symbol=symbol or st.symbol,
+                    color=st.colour, line=dict(color="white", width=1)),
         customdata=[[e.low, e.high, e.n] for e in est],
         hovertemplate=(
-            f"{name}<br>λ = %{{x}}<br>accuracy %{{y:.3f}} "
+            f"{legend} → {series}<br>λ = %{{x}}<br>accuracy %{{y:.3f}} "
             "[%{customdata[0]:.3f}, %{customdata[1]:.3f}] (n=%{customdata[2]})<extra></extra>"
         ),
-        legendgroup=name,
-        name=name,
+        legendgroup=legend,
+        name=legend,
+        meta=dict(meta, kind=kind, role="line"),
     )
     return [band, line]
 
 
-def _baseline_line(lams: list[float], base: Sequence[bool], name: str, colour: str) -> go.Scatter:
+def _baseline_line(lams: list[float], base: Sequence[bool], series: str, meta: dict) -> go.Scatter:
     acc = float(np.mean(base))
+    st = STYLES["baseline"]
     return go.Scatter(
         x=[lams[0], lams[-1]],
         y=[acc, acc],
         mode="lines",
-        line=dict(color=colour, dash="dash", width=1.5),
-        hovertemplate=f"{name} baseline (λ = 0): {acc:.3f}<extra></extra>",
-        legendgroup=name,
-        name=f"{name} baseline",
+        line=dict(color=st.colour, dash=st.dash, width=1.5),
+        hovertemplate=f"{series} baseline (λ = 0): {acc:.3f}<extra></extra>",
+        legendgroup=st.label,
+        name=st.label,
+        meta=dict(meta, kind="baseline", role="baseline", condition="baseline"),
     )
 
 
@@ -206,48 +270,78 @@ def _random_band(
 
 
 def _band_trace(
-    lams: list[float], low: list[float], high: list[float], k: int, method: str, name: str,
-    colour: str,
+    lams: list[float], low: list[float], high: list[float], k: int, method: str, series: str,
+    meta: dict,
 ) -> go.Scatter:
+    st = STYLES["random"]
     return go.Scatter(
         x=lams + lams[::-1],
         y=high + low[::-1],
+        mode="lines",
         fill="toself",
-        fillcolor=_rgba(colour, 0.1),
-        line=dict(color=_rgba(colour, 0.6), width=1, dash="dot"),
-        hoverinfo="skip",
-        legendgroup=name,
-        name=f"{name} random ({k}, {method})",
+        fillcolor=_rgba(st.colour, 0.22),
+        line=dict(color=st.colour, width=1, dash=st.dash),
+        hovertemplate=f"{series}: random directions ({k}, {method})<extra></extra>",
+        legendgroup=st.label,
+        name=f"{st.label} ({k}, {method})",
+        meta=dict(meta, kind="random", role="random", condition="random", k=k),
     )
 
 
 # ---------------------------------------------------------------------------- gains
 
+_STATS = (("lambda_star", "at λ*"), ("its", "ITS vote"))
+
 
 def gains_figure(
-    results: Sequence[TransferResult], *, n_boot: int = 10_000, seed: int = 0
+    results: Sequence[TransferResult], *, n_boot: int = 10_000, seed: int | None = None
 ) -> go.Figure:
-    """Test accuracy gain over the baseline per run: λ* and ITS of the transferred vector (95%
-    paired-bootstrap CI, exact McNemar p Holm-adjusted across these claims), beside the random
-    directions' ITS (mean, range across directions) and equal-compute self-consistency."""
-    rows = summarise(results, n_boot=n_boot, seed=seed)
-    tasks = list(dict.fromkeys(r.task for r in rows))
-    x = [r.label if len(tasks) == 1 else f"{r.label} ({r.task})" for r in rows]
+    """Test accuracy gain over the baseline at λ* and by ITS vote, one bar per condition kind
+    (``STYLES``), with the statistics of the run's report (``xsteer.report.build_statistics``):
+    Δ with its 95% paired-bootstrap CI and the exact McNemar p Holm-adjusted over the run's
+    non-random conditions, as in report.md. Random directions: mean Δ and range across directions.
+
+    A result's saved ``statistics`` (report.json) are used as they are; without them they are
+    computed with ``n_boot`` and ``seed`` (default: the run's config seed, as the report does).
+    Each bar's value is also marked (so Δ = 0 shows); every trace carries ``meta`` naming its
+    kind, role (bar, value, label) and the comparison keys of report.json it draws.
+    """
+    if not results:
+        raise ValueError("No results given; pass a list of TransferResult (TransferResult.load).")
+    labels = [run_labels(r) for r in results]
+    tasks = list(dict.fromkeys(t for _, _, t in labels))
+    runs = [f"{p} → {c}" if len(tasks) == 1 else f"{p} → {c} ({t})" for p, c, t in labels]
+    multi = len(results) > 1
+    x = ([[run for run in runs for _ in _STATS], [s for _ in runs for _, s in _STATS]] if multi
+         else [s for _, s in _STATS])
+    series: dict[tuple[str, str], list] = {}  # (kind, legend) -> per x slot: (Δ, low, high, text, hover, key)
+    for j, result in enumerate(results):
+        comps = _report_comparisons(result, n_boot, seed)
+        for cond in result.conditions.values():
+            if cond.kind == "random":
+                continue
+            legend = style_of(cond.kind).label
+            if condition_label(result, cond) != cond.kind:
+                legend = f"{legend} ({cond.name})"
+            slots = series.setdefault((cond.kind, legend), [None] * (len(_STATS) * len(results)))
+            for i, (what, stat) in enumerate(_STATS):
+                comp = comps.get(f"{cond.name}@{what}")
+                if comp is not None:
+                    slots[j * len(_STATS) + i] = _comparison_slot(comp, f"{cond.name}@{what}", runs[j], stat)
+        randoms = conditions_of(result, "random")
+        if randoms:
+            slots = series.setdefault(("random", STYLES["random"].label), [None] * (len(_STATS) * len(results)))
+            base = np.mean(baseline_test_correct(result))
+            for i, (what, stat) in enumerate(_STATS):
+                deltas = [np.mean(c.at_lambda_star() if what == "lambda_star" else c.its_correct) - base
+                          for c in randoms if (c.lambda_star is not None if what == "lambda_star" else c.its_correct)]
+                if deltas:
+                    slots[j * len(_STATS) + i] = _random_slot(spread(deltas), runs[j], stat)
+    if not series:
+        raise ValueError("No condition to draw: the results hold no steering condition beside the baseline.")
     fig = go.Figure()
-    kinds = (
-        ("steered @ λ*", "at_lambda_star"),
-        ("steered ITS", "its"),
-        ("self-consistency", "self_consistency"),
-    )
-    for i, (name, key) in enumerate(kinds):
-        gains: list[Gain | None] = [getattr(r, key) for r in rows]
-        if all(g is None for g in gains):
-            continue
-        bar = _gain_bars(name, x, gains, rows, key != "self_consistency", _PALETTE[i])
-        fig.add_traces([bar, _bar_labels(bar)])
-    if any(r.random_its_delta is not None for r in rows):
-        bar = _random_bars(x, rows)
-        fig.add_traces([bar, _bar_labels(bar)])
+    for (kind, legend), slots in series.items():
+        fig.add_traces(_gain_traces(kind, legend, x, slots))
     fig.add_hline(y=0, line=dict(color="black", width=1))
     ends = [  # both whisker ends of every bar, so no interval is cut off
         end
@@ -258,120 +352,110 @@ def gains_figure(
         if not math.isnan(end)
     ]
     low, high = min([*ends, 0.0]), max([*ends, 0.0])
-    pad = 0.12 * (high - low or 1.0)
-    fig.update_yaxes(range=[low - pad, high + pad])  # room for the p labels beyond the whiskers
+    pad = 0.14 * (high - low or 1.0)
+    fig.update_yaxes(range=[low - pad, high + pad], showline=True, linecolor="black", ticks="outside",
+                     zeroline=False)
+    fig.update_xaxes(showline=True, linecolor="black")
     fig.update_layout(
+        template="simple_white",
         barmode="group",
         scattermode="group",
         title=dict(
             text=(
                 f"Test accuracy gain over baseline — {', '.join(tasks)}<br><sup>Δ with 95% "
-                "paired-bootstrap CI; random directions: mean and range over directions<br>"
-                "p: exact McNemar, Holm-adjusted across λ* and ITS (self-consistency uncorrected)"
-                "</sup>"
+                "paired-bootstrap CI (random directions: mean and range over directions); markers "
+                "mark each Δ<br>p: exact McNemar, Holm-adjusted over each run's non-random "
+                "conditions (as in report.md)</sup>"
             )
         ),
-        xaxis_title="parent → child",
+        xaxis_title="parent → child" if multi else "",
         yaxis_title="Δ accuracy vs baseline",
         legend=_LEGEND_BELOW,
-        width=max(700, 260 * len(rows)),
-        height=580,
-        margin=dict(t=120),
+        width=max(700, 360 * len(results)),
+        height=600,
+        margin=dict(t=130),
     )
     return fig
 
 
-def _gain_bars(
-    name: str, x: list[str], gains: list[Gain | None], rows: list[RunSummary], primary: bool,
-    colour: str,
-) -> go.Bar:
+def _report_comparisons(result: TransferResult, n_boot: int, seed: int | None) -> dict[str, dict]:
+    """report.json's comparisons of the result: saved ones, else computed as the report does."""
+    from xsteer.report import build_statistics  # analysis reads xsteer, never the other way
+
+    saved = (result.statistics or {}).get("comparisons")
+    if saved:
+        return saved
+    baseline_test_correct(result)  # a clear error when there is no test baseline
+    seed = result.config.get("seed", 0) if seed is None else seed
+    return build_statistics(result, n_boot=n_boot, seed=seed)["comparisons"]
+
+
+def _comparison_slot(comp: dict, key: str, run: str, stat: str) -> dict:
+    d, m, f = comp["delta"], comp["mcnemar"], comp["flips"]
+    return dict(
+        y=d["value"], low=d["low"], high=d["high"], key=key,
+        text=f"p={_p(comp['p_holm'])}",
+        hover=(
+            f"{key}, {run} ({stat})<br>accuracy {comp['accuracy']['value']:.3f}, baseline "
+            f"{comp['baseline']['value']:.3f}<br>Δ {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+            f"<br>McNemar: {f['wrong_to_right']} wrong→right, {f['right_to_wrong']} right→wrong, "
+            f"p = {_p(m['p_value'])}, Holm p = {_p(comp['p_holm'])}"
+        ),
+    )
+
+
+def _random_slot(s: Spread, run: str, stat: str) -> dict:
+    return dict(
+        y=s.mean, low=s.low, high=s.high, key=f"random@{stat}", text=f"k={s.k}",
+        hover=f"random directions, {run} ({stat})<br>Δ mean {s.mean:+.3f}, {s.method} "
+        f"[{s.low:+.3f}, {s.high:+.3f}] over k={s.k} directions",
+    )
+
+
+def _gain_traces(kind: str, legend: str, x: list, slots: list[dict | None]) -> list[go.BaseTraceType]:
+    """The kind's bars (with whiskers), a marker at each bar's value and the p / k labels."""
+    st = style_of(kind)
     nan = float("nan")
-    y = [g.delta.value if g else nan for g in gains]
-    p_shown = [(g.p_holm if primary else g.mcnemar.p_value) if g else nan for g in gains]
-    hover = [
-        (
-            f"{name}, {r.label}<br>accuracy {g.accuracy}<br>baseline {r.baseline}"
-            f"<br>Δ {g.delta.value:+.3f} [{g.delta.low:+.3f}, {g.delta.high:+.3f}]"
-            f"<br>McNemar: {g.mcnemar.wrong_to_right} wrong→right, {g.mcnemar.right_to_wrong} "
-            f"right→wrong, p = {_p(g.mcnemar.p_value)}"
-            + (f", Holm p = {_p(g.p_holm)}" if primary else " (uncorrected)")
-            + (f"<br>λ* = {r.lambda_star:g}" if name.endswith("λ*") else "")
-        )
-        if g
-        else ""
-        for g, r in zip(gains, rows)
-    ]
-    return go.Bar(
-        name=name,
+    y = [s["y"] if s else nan for s in slots]
+    up = [s["high"] - s["y"] if s else nan for s in slots]
+    down = [s["y"] - s["low"] if s else nan for s in slots]
+    meta = dict(kind=kind, keys=[s["key"] if s else None for s in slots])
+    bar = go.Bar(
+        name=legend,
         x=x,
         y=y,
-        marker_color=colour,
-        error_y=dict(
-            type="data",
-            symmetric=False,
-            array=[g.delta.high - g.delta.value if g else nan for g in gains],
-            arrayminus=[g.delta.value - g.delta.low if g else nan for g in gains],
-            thickness=1.2,
-            width=3,
-        ),
-        offsetgroup=name,
-        text=[f"p={_p(p)}" if not math.isnan(p) else "" for p in p_shown],
-        textposition="none",
-        hovertext=hover,
+        marker=dict(color=_rgba(st.colour, 0.75), line=dict(color=st.colour, width=1.5),
+                    pattern=dict(shape=st.pattern, fgcolor="white", size=7)),
+        error_y=dict(type="data", symmetric=False, array=up, arrayminus=down, thickness=1.3,
+                     width=4, color="black"),
+        offsetgroup=legend,
+        legendgroup=legend,
+        hovertext=[s["hover"] if s else "" for s in slots],
         hoverinfo="text",
+        meta=dict(meta, role="bar"),
     )
-
-
-def _random_bars(x: list[str], rows: list[RunSummary]) -> go.Bar:
-    nan = float("nan")
-    sp = [r.random_its_delta for r in rows]
-    return go.Bar(
-        name="random directions ITS",
+    value = go.Scatter(  # the value itself, visible also where Δ = 0 and the bar has no height
+        x=x, y=y, mode="markers", offsetgroup=legend, legendgroup=legend, showlegend=False,
+        marker=dict(symbol=st.symbol, size=10, color=st.colour, line=dict(color="black", width=1)),
+        hoverinfo="skip", name=f"{legend} value", meta=dict(meta, role="value"),
+    )
+    negative = [not math.isnan(v) and v < 0 for v in y]
+    labels = go.Scatter(
         x=x,
-        y=[s.mean if s else nan for s in sp],
-        marker_color="#9e9e9e",
-        error_y=dict(
-            type="data",
-            symmetric=False,
-            array=[s.high - s.mean if s else nan for s in sp],
-            arrayminus=[s.mean - s.low if s else nan for s in sp],
-            thickness=1.2,
-            width=3,
-        ),
-        offsetgroup="random directions ITS",
-        text=[f"k={s.k}" if s else "" for s in sp],
-        textposition="none",
-        hovertext=[
-            f"random directions ITS, {r.label}<br>Δ mean {s.mean:+.3f}, {s.method} "
-            f"[{s.low:+.3f}, {s.high:+.3f}] over k={s.k} directions"
-            if s
-            else ""
-            for s, r in zip(sp, rows)
-        ],
-        hoverinfo="text",
-    )
-
-
-def _bar_labels(bar: go.Bar) -> go.Scatter:
-    """The bar's text placed beyond the end of its error bar (above for gains, below for losses)."""
-    ends, where = [], []
-    for y, up, down in zip(bar.y, bar.error_y.array, bar.error_y.arrayminus):
-        negative = not math.isnan(y) and y < 0
-        ends.append(y - down if negative else y + up)
-        where.append("bottom center" if negative else "top center")
-    return go.Scatter(
-        x=bar.x,
-        y=ends,
+        y=[v - d if neg else v + u for v, u, d, neg in zip(y, up, down, negative)],
         mode="markers+text",
         marker=dict(size=8, opacity=0),  # invisible; keeps the text clear of the whisker cap
-        text=bar.text,
-        textposition=where,
+        text=[s["text"] if s else "" for s in slots],
+        textposition=["bottom center" if neg else "top center" for neg in negative],
         textfont=dict(size=10),
-        offsetgroup=bar.offsetgroup,
+        offsetgroup=legend,
+        legendgroup=legend,
         showlegend=False,
         hoverinfo="skip",
-        name=f"{bar.name} labels",
+        name=f"{legend} labels",
+        meta=dict(meta, role="label"),
     )
+    return [bar, value, labels]
 
 
 # ---------------------------------------------------------------------------- table
@@ -505,24 +589,32 @@ def _p(p: float) -> str:
 
 
 def relative_perturbation_figure(result: TransferResult) -> go.Figure:
-    """‖λ·v_l‖ / median ‖h_l‖ per child layer (log axis) at λ* for the steered and child's-own
-    vectors; with ``diagnostics["residual_norms"]`` and the λ grid, also at the largest λ."""
+    """‖λ·v_l‖ / median ‖h_l‖ per child layer (log axis) at λ* for the transferred and child's-own
+    vectors; with ``diagnostics["residual_norms"]`` and the λ grid, also at the largest λ.
+
+    The child's own vector is drawn first, wide and dash-dotted, the transferred vector on top of
+    it, narrower and solid, so the two stay apart where they coincide (transfer anchored on the
+    child's own vector gives nearly equal sizes)."""
     parent, child, task = run_labels(result)
     fig = go.Figure()
-    for i, cond in enumerate(
-        c for kind in ("steered", "child_own") for c in conditions_of(result, kind)
-    ):
+    widths = {"child_own": 6, "steered": 2.5}
+    for cond in (c for kind in ("child_own", "steered") for c in conditions_of(result, kind)):
         if not cond.relative_size or cond.lambda_star is None:
             continue
+        st = style_of(cond.kind)
         layers = sorted(cond.relative_size)
+        label = st.label if condition_label(result, cond) == cond.kind else f"{st.label} ({cond.name})"
         fig.add_trace(
             go.Scatter(
                 x=layers,
                 y=[cond.relative_size[l] for l in layers],
                 mode="lines+markers",
-                line=dict(color=_PALETTE[i % len(_PALETTE)]),
-                name=f"{condition_label(result, cond)} @ λ* = {cond.lambda_star:g}",
+                line=dict(color=st.colour, dash=st.dash, width=widths[cond.kind]),
+                marker=dict(symbol=st.symbol, size=8 if cond.kind == "steered" else 13,
+                            color=st.colour, line=dict(color="white", width=1)),
+                name=f"{label} @ λ* = {cond.lambda_star:g}",
                 hovertemplate="layer %{x}: %{y:.3g}<extra></extra>",
+                meta=dict(kind=cond.kind, condition=cond.name, role="lambda_star"),
             )
         )
     top = _largest_lambda_sizes(result)
@@ -535,9 +627,10 @@ def relative_perturbation_figure(result: TransferResult) -> go.Figure:
                 x=layers,
                 y=[sizes[l] for l in layers],
                 mode="lines",
-                line=dict(color="black", dash="dash"),
+                line=dict(color="black", dash="dot", width=1.5),
                 name=f"largest λ = {lam_max:g}",
                 hovertemplate="layer %{x}: %{y:.3g}<extra></extra>",
+                meta=dict(kind="largest_lambda", role="largest_lambda"),
             )
         )
     if not fig.data:
@@ -545,13 +638,16 @@ def relative_perturbation_figure(result: TransferResult) -> go.Figure:
             f"Result {parent} → {child} has no relative sizes: no steered or child_own condition "
             "with relative_size and λ*, and no diagnostics['residual_norms'] with config['lambdas']."
         )
-    fig.update_yaxes(type="log", title_text="‖λ·v<sub>l</sub>‖ / median ‖h<sub>l</sub>‖")
+    fig.update_yaxes(type="log", title_text="‖λ·v<sub>l</sub>‖ / median ‖h<sub>l</sub>‖",
+                     showline=True, linecolor="black", ticks="outside")
     ys = [y for t in fig.data for y in t.y if y > 0]
     if ys:
         ticks = _log_ticks(min(ys), max(ys))
         fig.update_yaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
-    fig.update_xaxes(title_text=f"layer of {child} (child)")
+    fig.update_xaxes(title_text=f"layer of {child} (child)", dtick=1, showline=True,
+                     linecolor="black", ticks="outside")
     fig.update_layout(
+        template="simple_white",
         title=dict(
             text=f"Relative perturbation per layer, {parent} → {child} ({task})<br><sup>scale = "
             f"{result.config.get('scale', 'absolute')}; 1 = the steering vector is as long as the "

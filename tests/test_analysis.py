@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -15,6 +16,7 @@ from scipy.stats import binomtest, spearmanr
 
 from analysis.export import save_figure
 from analysis.robustness import (
+    STYLES,
     accuracy_vs_lambda,
     format_results_table,
     gains_figure,
@@ -116,6 +118,15 @@ def mcnemar_reference(a: list[bool], b: list[bool]) -> float:
 # ---------------------------------------------------------------------------- accuracy vs λ
 
 
+def by_meta(fig: go.Figure, **want) -> list:
+    """The traces whose ``meta`` has every given key at the given value."""
+    return [t for t in fig.data if t.meta and all(t.meta.get(k) == v for k, v in want.items())]
+
+
+def legend_entries(fig: go.Figure) -> list[str]:
+    return [t.name for t in fig.data if t.showlegend is not False]
+
+
 def test_accuracy_vs_lambda_panels_traces_and_values(results):
     fig = accuracy_vs_lambda(results, n_boot=2000)
     # one panel per parent, titled by it
@@ -123,41 +134,65 @@ def test_accuracy_vs_lambda_panels_traces_and_values(results):
     assert fig.layout.xaxis.type == "log" and fig.layout.xaxis2.type == "log"
     assert "λ" in fig.layout.xaxis.title.text and "λ" in fig.layout.xaxis2.title.text
     assert fig.layout.yaxis.title.text == "accuracy (test)"
-    # per result: CI band, line, baseline, random band
-    assert len(fig.data) == 4 * len(results)
+    # per result: random band, baseline, CI band, line, and the key of the child's marker
+    assert len(fig.data) == 5 * len(results)
     for r in results:
         parent, child = r.config["parent"], r.config["child"]
         axis = "x" if parent == PARENTS[0] else "x2"
-        (line,) = [t for t in traces_named(fig, f"transfer → {child}") if t.xaxis == axis]
+        where = dict(parent=parent, child=child)
+        (line,) = by_meta(fig, kind="steered", role="line", **where)
+        assert line.xaxis == axis and line.name == "transfer"
         steered = r.conditions["steered"].correct["test"]
         assert list(line.x) == LAMS
         np.testing.assert_allclose(line.y, [acc(steered[lam]) for lam in LAMS])
-        (band,) = [t for t in traces_named(fig, f"transfer → {child} 95% CI") if t.xaxis == axis]
+        (band,) = by_meta(fig, kind="steered", role="ci", **where)
+        assert list(band.x) == LAMS + LAMS[::-1]
         high, low = np.array(band.y[:4]), np.array(band.y[4:][::-1])
         assert np.all(low <= np.array(line.y)) and np.all(np.array(line.y) <= high)
         assert np.all(high > low)  # 30 items, accuracies strictly inside (0, 1) give wide bands
-        (base,) = [t for t in traces_named(fig, f"{child} baseline") if t.xaxis == axis]
+        (base,) = by_meta(fig, kind="baseline", **where)
+        assert list(base.x) == [LAMS[0], LAMS[-1]]
         assert list(base.y) == [acc(r.baseline["test"])] * 2
-        (rand,) = [t for t in fig.data if t.name.startswith(f"{child} random") and t.xaxis == axis]
+        (rand,) = by_meta(fig, kind="random", **where)
+        assert list(rand.x) == LAMS + LAMS[::-1]
         rand_acc = np.array(
             [[acc(r.conditions[f"random[{i}]"].correct["test"][lam]) for lam in LAMS]
              for i in range(N_RANDOM)]
         )
         np.testing.assert_allclose(rand.y[:4], rand_acc.max(0))  # fewer than 40: min–max
         np.testing.assert_allclose(rand.y[4:][::-1], rand_acc.min(0))
-    # legend entries once per child
-    legend = [t.name for t in fig.data if t.showlegend is not False]
-    assert sorted(legend) == sorted(set(legend))
+        # two children share a panel: the child is told by its marker
+        (key,) = by_meta(fig, kind="child", **where)
+        assert line.marker.symbol == key.marker.symbol
+    # one legend entry per kind, plus one per child (the marker key)
+    assert sorted(legend_entries(fig)) == sorted(
+        ["transfer", "baseline (λ = 0)", f"random directions ({N_RANDOM}, min–max)", *CHILDREN]
+    )
+    assert len({t.marker.symbol for t in by_meta(fig, role="line")}) == len(CHILDREN)
+    # every trace of a kind has that kind's colour
+    for kind, colour in (("steered", STYLES["steered"].colour), ("baseline", "#000000"),
+                         ("random", STYLES["random"].colour)):
+        lines = {t.line.color for t in by_meta(fig, kind=kind) if t.meta["role"] != "ci"}
+        assert lines == {colour}
 
 
 def test_accuracy_vs_lambda_other_split_and_kinds(results):
     fig = accuracy_vs_lambda(results[:1], split="val", kinds=("steered", "child_own"), n_boot=500)
     assert fig.layout.yaxis.title.text == "accuracy (val)"
     assert len(fig.data) == 2 + 2 * 2  # one baseline and random band, a line and CI per kind
-    assert len(traces_named(fig, "childX baseline")) == 1
-    (own,) = traces_named(fig, "childX [child_own]")
+    legend = legend_entries(fig)
+    assert sorted(legend) == sorted(
+        ["transfer", "child's own vector", "baseline (λ = 0)", f"random directions ({N_RANDOM}, min–max)"]
+    )
+    shown = [t for t in fig.data if t.showlegend is not False]
+    # one colour and one dash per kind: the kinds read apart in colour and in greyscale
+    assert len({t.line.color for t in shown}) == len(shown)
+    assert len({t.line.dash for t in shown}) == len(shown)
+    (own,) = by_meta(fig, kind="child_own", role="line")
     expected = [acc(results[0].conditions["child_own"].correct["val"][lam]) for lam in LAMS]
     np.testing.assert_allclose(own.y, expected)
+    assert own.line.color == STYLES["child_own"].colour and own.marker.symbol == "square"
+    assert all(t.mode == "lines" for t in fig.data if t.fill == "toself")  # no stray vertex dots
 
 
 def test_accuracy_vs_lambda_bad_input(results):
@@ -172,41 +207,87 @@ def test_accuracy_vs_lambda_bad_input(results):
 # ---------------------------------------------------------------------------- gains and table
 
 
+REPORT_FAMILY = [("steered", "lambda_star"), ("steered", "its"), ("child_own", "lambda_star"),
+                 ("child_own", "its"), ("self_consistency", "its")]
+
+
 def test_gains_figure_bars_match_independent_deltas(results):
     fig = gains_figure(results, n_boot=2000)
-    bars = [t for t in fig.data if isinstance(t, go.Bar)]
-    labels = {t.name: t for t in fig.data if isinstance(t, go.Scatter)}
-    names = [t.name for t in bars]
-    assert names == ["steered @ λ*", "steered ITS", "self-consistency", "random directions ITS"]
-    assert set(labels) == {f"{n} labels" for n in names}
-    assert all(len(t.x) == len(results) for t in fig.data)
+    bars = {t.meta["kind"]: t for t in by_meta(fig, role="bar")}
+    assert list(bars) == ["steered", "child_own", "self_consistency", "random"]
+    # one legend entry per kind, one colour and one bar pattern per kind
+    assert legend_entries(fig) == ["transfer", "child's own vector", "self-consistency", "random directions"]
+    assert len({b.marker.line.color for b in bars.values()}) == 4
+    assert len({b.marker.pattern.shape for b in bars.values()}) == 4
     assert fig.layout.yaxis.title.text == "Δ accuracy vs baseline"
-    its = bars[1]
-    raw = []
-    for r in results:
-        cond = r.conditions["steered"]
-        raw += [mcnemar_reference(r.baseline["test"], cond.correct["test"][cond.lambda_star]),
-                mcnemar_reference(r.baseline["test"], cond.its_correct)]
-    p_its_holm = holm_reference(raw)[1::2]
     for k, r in enumerate(results):
         base = r.baseline["test"]
-        assert its.y[k] == pytest.approx(acc(r.conditions["steered"].its_correct) - acc(base))
-        assert its.error_y.array[k] >= 0 and its.error_y.arrayminus[k] >= 0
-        star = r.conditions["steered"]
-        delta = acc(star.correct["test"][star.lambda_star]) - acc(base)
-        assert bars[0].y[k] == pytest.approx(delta)
-        rand = [acc(r.conditions[f"random[{i}]"].its_correct) - acc(base) for i in range(N_RANDOM)]
-        assert bars[3].y[k] == pytest.approx(np.mean(rand))
-        assert bars[3].y[k] + bars[3].error_y.array[k] == pytest.approx(max(rand))
-        assert bars[3].y[k] - bars[3].error_y.arrayminus[k] == pytest.approx(min(rand))
-        assert "p = " in bars[0].hovertext[k] and "Holm" in bars[0].hovertext[k]
-        p_its = p_its_holm[k]
-        assert labels["steered ITS labels"].text[k] == (
-            "p=<0.001" if p_its < 0.001 else f"p={p_its:.3f}"
-        )
-        end = labels["steered ITS labels"].y[k]
-        assert end == pytest.approx(its.y[k] + its.error_y.array[k] if its.y[k] >= 0
-                                    else its.y[k] - its.error_y.arrayminus[k])
+        run = f"{r.config['parent']} → {r.config['child']}"
+        # the report's Holm family: every non-random condition's λ* and ITS test, within this run
+        def correct(name, what):
+            c = r.conditions[name]
+            return c.correct["test"][c.lambda_star] if what == "lambda_star" else c.its_correct
+        raw = [mcnemar_reference(base, correct(n, w)) for n, w in REPORT_FAMILY]
+        holm_p = dict(zip(REPORT_FAMILY, holm_reference(raw)))
+        for i, what in enumerate(("lambda_star", "its")):
+            slot = 2 * k + i
+            for kind in ("steered", "child_own", "self_consistency"):
+                bar = bars[kind]
+                assert (bar.x[0][slot], bar.x[1][slot]) == (run, ("at λ*", "ITS vote")[i])
+                if (kind, what) not in holm_p:  # self-consistency has no λ*
+                    assert np.isnan(bar.y[slot])
+                    continue
+                assert bar.y[slot] == pytest.approx(acc(correct(kind, what)) - acc(base))
+                assert bar.error_y.array[slot] >= 0 and bar.error_y.arrayminus[slot] >= 0
+                (value,) = by_meta(fig, kind=kind, role="value")
+                assert value.y[slot] == bar.y[slot]
+                (label,) = by_meta(fig, kind=kind, role="label")
+                p = holm_p[(kind, what)]
+                assert label.text[slot] == ("p=<0.001" if p < 0.001 else f"p={p:.3f}")
+                assert label.y[slot] == pytest.approx(
+                    bar.y[slot] + bar.error_y.array[slot] if bar.y[slot] >= 0
+                    else bar.y[slot] - bar.error_y.arrayminus[slot])
+                assert f"Holm p = {label.text[slot][2:]}" in bar.hovertext[slot]
+            rand = [acc(correct(f"random[{j}]", what)) - acc(base) for j in range(N_RANDOM)]
+            b = bars["random"]
+            assert b.y[slot] == pytest.approx(np.mean(rand))
+            assert b.y[slot] + b.error_y.array[slot] == pytest.approx(max(rand))
+            assert b.y[slot] - b.error_y.arrayminus[slot] == pytest.approx(min(rand))
+
+
+def test_gains_figure_p_values_are_report_json_holm(tmp_path):
+    from xsteer.report import build_statistics
+
+    r = make_result("p", "c", seed=4)
+    r.statistics = build_statistics(r, n_boot=500)  # what write_report saves into report.json
+    r.save(tmp_path / "report.json")
+    saved = TransferResult.load(tmp_path / "report.json")
+    comps = json.loads((tmp_path / "report.json").read_text())["statistics"]["comparisons"]
+    fig = gains_figure([saved])
+    shown = 0
+    for kind in ("steered", "child_own", "self_consistency"):
+        (label,) = by_meta(fig, kind=kind, role="label")
+        (bar,) = by_meta(fig, kind=kind, role="bar")
+        for slot, key in enumerate(label.meta["keys"]):
+            if key is None:
+                continue
+            p = comps[key]["p_holm"]
+            assert label.text[slot] == ("p=<0.001" if p < 0.001 else f"p={p:.3f}")
+            assert bar.y[slot] == comps[key]["delta"]["value"]
+            assert bar.y[slot] + bar.error_y.array[slot] == pytest.approx(comps[key]["delta"]["high"])
+            shown += 1
+    assert shown == len(comps) == len(REPORT_FAMILY)
+
+
+def test_gains_figure_zero_delta_is_visible():
+    r = make_result("p", "c", seed=3)
+    r.conditions["steered"].its_correct = list(r.baseline["test"])  # Δ = 0 exactly
+    fig = gains_figure([r], n_boot=200)
+    (bar,) = by_meta(fig, kind="steered", role="bar")
+    (value,) = by_meta(fig, kind="steered", role="value")
+    assert list(bar.x) == ["at λ*", "ITS vote"] and bar.y[1] == 0.0
+    assert value.y[1] == 0.0 and value.marker.size >= 8 and value.mode == "markers"
+    assert bar.marker.line.width > 0
 
 
 def test_results_table_values(results):
@@ -288,11 +369,21 @@ def test_relative_perturbation_figure(results):
     r = results[0]
     fig = relative_perturbation_figure(r)
     assert fig.layout.yaxis.type == "log"
-    assert len(fig.data) == 3  # steered, child_own, largest λ
-    steered = r.conditions["steered"]
-    np.testing.assert_allclose(fig.data[0].y, [steered.relative_size[l] for l in range(3)])
-    np.testing.assert_allclose(fig.data[2].y, [1.0 / (10.0 * (l + 1)) for l in range(3)])
-    assert fig.data[2].name == "largest λ = 1"
+    assert [t.meta["kind"] for t in fig.data] == ["child_own", "steered", "largest_lambda"]
+    own, steered, top = fig.data
+    for trace in (own, steered):
+        cond = r.conditions[trace.meta["condition"]]
+        assert list(trace.x) == [0, 1, 2]
+        np.testing.assert_allclose(trace.y, [cond.relative_size[l] for l in range(3)])
+        assert trace.name.endswith(f"@ λ* = {cond.lambda_star:g}")
+    np.testing.assert_allclose(top.y, [1.0 / (10.0 * (l + 1)) for l in range(3)])
+    assert top.name == "largest λ = 1"
+    # the transferred vector is drawn on top of the child's own, narrower and in another dash,
+    # so it stays visible where the two coincide
+    assert own.line.width > steered.line.width
+    assert len({own.line.dash, steered.line.dash, top.line.dash}) == 3
+    assert len({own.line.color, steered.line.color, top.line.color}) == 3
+    assert steered.name.startswith("transfer") and own.name.startswith("child's own")
 
 
 def test_relative_perturbation_without_any_sizes_errors(results):
@@ -475,5 +566,5 @@ def test_figures_and_table_from_saved_reports(results, tmp_path):
               for i, r in enumerate(results)]
     pd.testing.assert_frame_equal(results_table(loaded, n_boot=200), results_table(results, n_boot=200))
     fig = relative_perturbation_figure(loaded[0])
-    np.testing.assert_allclose(fig.data[2].y, [1.0 / (10.0 * (l + 1)) for l in range(3)])
-    assert len(accuracy_vs_lambda(loaded, n_boot=200).data) == 4 * len(loaded)
+    np.testing.assert_allclose(fig.data[-1].y, [1.0 / (10.0 * (l + 1)) for l in range(3)])
+    assert len(accuracy_vs_lambda(loaded, n_boot=200).data) == 5 * len(loaded)
