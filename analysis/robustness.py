@@ -28,6 +28,7 @@ from analysis.summary import (
     baseline_test_correct,
     condition_label,
     conditions_of,
+    report_comparisons,
     run_labels,
     spread,
     summarise,
@@ -316,7 +317,7 @@ def gains_figure(
          else [s for _, s in _STATS])
     series: dict[tuple[str, str], list] = {}  # (kind, legend) -> per x slot: (Δ, low, high, text, hover, key)
     for j, result in enumerate(results):
-        comps = _report_comparisons(result, n_boot, seed)
+        comps = report_comparisons(result, n_boot=n_boot, seed=seed)
         for cond in result.conditions.values():
             if cond.kind == "random":
                 continue
@@ -376,18 +377,6 @@ def gains_figure(
         margin=dict(t=130),
     )
     return fig
-
-
-def _report_comparisons(result: TransferResult, n_boot: int, seed: int | None) -> dict[str, dict]:
-    """report.json's comparisons of the result: saved ones, else computed as the report does."""
-    from xsteer.report import build_statistics  # analysis reads xsteer, never the other way
-
-    saved = (result.statistics or {}).get("comparisons")
-    if saved:
-        return saved
-    baseline_test_correct(result)  # a clear error when there is no test baseline
-    seed = result.config.get("seed", 0) if seed is None else seed
-    return build_statistics(result, n_boot=n_boot, seed=seed)["comparisons"]
 
 
 def _comparison_slot(comp: dict, key: str, run: str, stat: str) -> dict:
@@ -467,15 +456,17 @@ def results_table(
     kinds: Sequence[str] = ("steered",),
     n_boot: int = 10_000,
     seed: int = 0,
+    family: str = "summary",
 ) -> pd.DataFrame:
     """Table 1 as numbers, one row per condition of ``kinds`` per result (test split).
 
     Accuracies carry 95% bootstrap CIs (``*_low``/``*_high``), deltas paired-bootstrap CIs; ``p_*``
     are exact McNemar p-values and ``p_*_holm`` their Holm adjustment across every λ* and ITS test
-    in the table. Missing parts (no λ*, no ITS, no controls) are NaN.
+    in the table (``family="summary"``) or within each run as in its report.md
+    (``family="report"``). Missing parts (no λ*, no ITS, no controls) are NaN.
     """
     rows = []
-    for s in summarise(results, kinds=kinds, n_boot=n_boot, seed=seed):
+    for s in summarise(results, kinds=kinds, n_boot=n_boot, seed=seed, family=family):
         row = dict(
             parent=s.parent,
             child=s.child,

@@ -28,6 +28,7 @@ __all__ = [
     "baseline_test_correct",
     "condition_label",
     "conditions_of",
+    "report_comparisons",
     "run_labels",
     "spread",
     "summarise",
@@ -138,15 +139,21 @@ def summarise(
     kinds: Sequence[str] = ("steered",),
     n_boot: int = 10_000,
     seed: int = 0,
+    family: str = "summary",
 ) -> list[RunSummary]:
     """One ``RunSummary`` per condition of the given kinds in each result, test split.
 
-    McNemar p-values of every λ* and ITS comparison summarised here form one Holm family.
+    ``family="summary"``: the McNemar p-values of every λ* and ITS comparison summarised here form
+    one Holm family. ``family="report"``: each run's own family, as in its report.md
+    (``xsteer.report.build_statistics``: every non-random condition of the run), read from the
+    saved statistics where the result has them.
     """
+    if family not in ("summary", "report"):
+        raise ValueError(f"family must be 'summary' or 'report', got {family!r}.")
     if not results:
         raise ValueError("No results given; pass a list of TransferResult (TransferResult.load).")
     boot = dict(n_boot=n_boot, seed=seed)
-    rows = []
+    rows, names = [], []
     for result in results:
         parent, child, task = run_labels(result)
         base = baseline_test_correct(result)
@@ -163,6 +170,7 @@ def summarise(
         sc = [c.its_correct for c in conditions_of(result, "self_consistency") if c.its_correct]
         sc_gain = _gain(base, sc[0], boot) if sc else None
         for cond in chosen:
+            names.append((result, cond.name))
             star = _gain(base, cond.at_lambda_star(), boot) if cond.lambda_star is not None else None
             its = _gain(base, cond.its_correct, boot) if cond.its_correct else None
             rows.append(
@@ -180,17 +188,41 @@ def summarise(
                     self_consistency=sc_gain,
                 )
             )
-    family = {
+    tests = {
         (i, key): row[key].mcnemar.p_value
         for i, row in enumerate(rows)
         for key in ("at_lambda_star", "its")
         if row[key] is not None
     }
-    adjusted = holm(family) if family else {}
+    if family == "summary":
+        adjusted = holm(tests) if tests else {}
+    else:
+        what = {"at_lambda_star": "lambda_star", "its": "its"}
+        comps = {id(r): report_comparisons(r, n_boot=n_boot) for r in results}
+        adjusted = {
+            (i, key): comps[id(names[i][0])][f"{names[i][1]}@{what[key]}"]["p_holm"]
+            for i, key in tests
+        }
     for (i, key), p in adjusted.items():
         g = rows[i][key]
         rows[i][key] = Gain(g.accuracy, g.delta, g.mcnemar, p)
     return [RunSummary(**row) for row in rows]
+
+
+def report_comparisons(
+    result: TransferResult, *, n_boot: int = 10_000, seed: int | None = None
+) -> dict[str, dict]:
+    """The run's comparisons as report.json holds them: the saved ``statistics`` where present,
+    else ``xsteer.report.build_statistics`` with ``n_boot`` and ``seed`` (default: the run's
+    config seed, as the report uses)."""
+    from xsteer.report import build_statistics  # analysis reads xsteer, never the other way
+
+    saved = (result.statistics or {}).get("comparisons")
+    if saved:
+        return saved
+    baseline_test_correct(result)  # a clear error when there is no test baseline
+    seed = result.config.get("seed", 0) if seed is None else seed
+    return build_statistics(result, n_boot=n_boot, seed=seed)["comparisons"]
 
 
 def _gain(base: Sequence[bool], correct: Sequence[bool], boot: dict) -> Gain:

@@ -568,3 +568,20 @@ def test_figures_and_table_from_saved_reports(results, tmp_path):
     fig = relative_perturbation_figure(loaded[0])
     np.testing.assert_allclose(fig.data[-1].y, [1.0 / (10.0 * (l + 1)) for l in range(3)])
     assert len(accuracy_vs_lambda(loaded, n_boot=200).data) == 5 * len(loaded)
+
+
+def test_results_table_report_family_equals_report_json():
+    from xsteer.report import build_statistics
+
+    r = make_result("p", "c", seed=8)
+    comps = build_statistics(r, n_boot=200)["comparisons"]
+    table = results_table([r], kinds=("steered", "child_own"), n_boot=200, family="report")
+    for row in table.itertuples():
+        assert row.p_star_holm == comps[f"{row.condition}@lambda_star"]["p_holm"]
+        assert row.p_its_holm == comps[f"{row.condition}@its"]["p_holm"]
+    # the report's family also holds self-consistency, so it differs from the table's own
+    own = results_table([r], kinds=("steered", "child_own"), n_boot=200)
+    raw = own[["p_star", "p_its"]].to_numpy().ravel()
+    np.testing.assert_allclose(own[["p_star_holm", "p_its_holm"]].to_numpy().ravel(), holm_reference(list(raw)))
+    with pytest.raises(ValueError, match="family must be"):
+        results_table([r], family="nosuch")
