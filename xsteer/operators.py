@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
-__all__ = ["Add", "Clamp", "NormPreservingAdd", "Operator", "Project", "operator_from_dict"]
+__all__ = ["Add", "Clamp", "NormPreservingAdd", "Operator", "Project", "operator_from_dict", "operator_from_spec"]
 
 Lam = float | torch.Tensor
 
@@ -97,3 +97,40 @@ def operator_from_dict(spec: dict[str, Any] | str) -> Operator:
     if name not in _OPERATORS:
         raise ValueError(f"Unknown steering operator {name!r}; choose one of {sorted(_OPERATORS)}.")
     return _OPERATORS[name](**spec)
+
+
+#: Short spellings of ``operator_from_spec``.
+_ALIASES = {"norm_preserving": "norm_preserving_add", "norm-preserving": "norm_preserving_add"}
+
+
+def operator_from_spec(spec: str) -> Operator:
+    """An operator from a one-word spec (a config field, a command-line option): "add", "project",
+    "norm_preserving" (= "norm_preserving_add") or "clamp:VALUE" (e.g. "clamp:0.5")."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"operator must be a spec like 'add', 'project', 'clamp:0.5' or 'norm_preserving', not {spec!r}.")
+    name, sep, arg = spec.strip().partition(":")
+    name = _ALIASES.get(name.lower(), name.lower())
+    if name in ("kv", "kv_cache", "kv-cache"):
+        raise ValueError(
+            "KV-cache steering edits the cache with its own key/value vectors (xsteer.kv_steer), not the "
+            "residual stream, so it is no operator of the λ protocol. Fix: use add, project, clamp:VALUE or "
+            "norm_preserving here, and xsteer.kv_steer.kv_generate for KV-cache steering."
+        )
+    if name not in _OPERATORS:
+        raise ValueError(
+            f"Unknown steering operator {spec!r}; choose one of add, project, clamp:VALUE, norm_preserving."
+        )
+    if name == "clamp":
+        try:
+            value = float(arg)
+        except ValueError:
+            raise ValueError(
+                f"operator {spec!r}: clamp needs the value to set the projection to. Fix: write clamp:VALUE, "
+                "e.g. clamp:0.5 (a multiple of the scaled vector's norm)."
+            ) from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"operator {spec!r}: the clamp value must be finite. Fix: e.g. clamp:0.5.")
+        return Clamp(value)
+    if sep:
+        raise ValueError(f"operator {spec!r}: {name} takes no value. Fix: write just {name!r}.")
+    return _OPERATORS[name]()

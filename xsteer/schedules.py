@@ -8,7 +8,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 __all__ = [
     "Band", "Constant", "PerLayer", "Ramp", "RelativeNorm", "Schedule", "SearchResult",
-    "schedule_from_dict", "search_band",
+    "check_depth", "schedule_from_dict", "schedule_from_spec", "search_band",
 ]
 
 
@@ -132,6 +132,88 @@ def schedule_from_dict(spec: dict[str, Any]) -> Schedule:
     if name not in _SCHEDULES:
         raise ValueError(f"Unknown schedule {name!r}; choose one of {sorted(_SCHEDULES)}.")
     return _SCHEDULES[name](**spec)
+
+
+_SPEC_FIX = (
+    "Fix: write band:START:WIDTH[:STRENGTH] (e.g. band:4:6), ramp:FIRST:LAST (e.g. ramp:0:1), "
+    "constant:VALUE, or the path of a JSON file holding a schedule's to_dict()."
+)
+
+
+def schedule_from_spec(spec: str | dict[str, Any]) -> Schedule:
+    """A schedule from a short spec ("band:START:WIDTH[:STRENGTH]", "ramp:FIRST:LAST",
+    "constant:VALUE"), a JSON file of ``to_dict()`` output (or a run folder's schedule.json), or a
+    ``to_dict()`` dict; checked as far as it can be without a model (widths, negative layers,
+    finite numbers)."""
+    import json
+    import math
+    from pathlib import Path
+
+    if isinstance(spec, dict):
+        data = dict(spec)
+    elif isinstance(spec, str) and (spec.endswith(".json") or Path(spec).is_file()):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"Schedule file {path} does not exist. {_SPEC_FIX}")
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"Schedule file {path} is not valid JSON ({err}). {_SPEC_FIX}") from None
+        if isinstance(data, dict) and isinstance(data.get("schedule"), dict):  # a run's schedule.json
+            data = data["schedule"]
+        if not isinstance(data, dict):
+            raise ValueError(f"Schedule file {path} does not hold a JSON object. {_SPEC_FIX}")
+    elif isinstance(spec, str):
+        name, *args = spec.strip().split(":")
+        arity = {"band": (2, 3), "ramp": (2, 2), "constant": (1, 1)}
+        if name not in arity or not arity[name][0] <= len(args) <= arity[name][1]:
+            raise ValueError(f"Bad schedule spec {spec!r}. {_SPEC_FIX}")
+        try:
+            if name == "band":
+                data = {"name": "band", "start": int(args[0]), "width": int(args[1])}
+                if len(args) == 3:
+                    data["strength"] = float(args[2])
+            elif name == "ramp":
+                data = {"name": "ramp", "first": float(args[0]), "last": float(args[1])}
+            else:
+                data = {"name": "constant", "value": float(args[0])}
+        except ValueError:
+            raise ValueError(f"Bad schedule spec {spec!r}: its fields must be numbers. {_SPEC_FIX}") from None
+    else:
+        raise ValueError(f"A schedule must be a spec string or a to_dict() dict, not {spec!r}. {_SPEC_FIX}")
+    try:
+        schedule = schedule_from_dict(data)
+    except TypeError as err:
+        raise ValueError(f"Bad schedule {data!r} ({err}). {_SPEC_FIX}") from None
+    numbers = [v for k, v in schedule.to_dict().items() if k not in ("name", "values")]
+    if isinstance(schedule, PerLayer):
+        numbers += list(schedule.values.values())
+        if any(l < 0 for l in schedule.values):
+            raise ValueError(f"The per_layer schedule names negative layers {sorted(l for l in schedule.values if l < 0)}; "
+                             "layers are 0-based block indices.")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in numbers):
+        raise ValueError(f"The schedule {data!r} holds a value that is not a finite number. {_SPEC_FIX}")
+    if isinstance(schedule, Band):
+        if not isinstance(schedule.start, int) or not isinstance(schedule.width, int):
+            raise ValueError(f"A band's start and width are block counts (integers), not {data!r}. {_SPEC_FIX}")
+        if schedule.width < 1 or schedule.start < 0:
+            raise ValueError(f"A band needs start >= 0 and width >= 1, not start {schedule.start}, width "
+                             f"{schedule.width}. {_SPEC_FIX}")
+    return schedule
+
+
+class _Depth:
+    """Stands in for a model whose depth is known without loading it."""
+
+    def __init__(self, n_layers: int):
+        self.cfg = type("cfg", (), {"n_layers": n_layers})()
+
+
+def check_depth(schedule: Schedule, n_layers: int) -> None:
+    """Raise (with the message ``multipliers`` gives) if ``schedule`` names a block a model of
+    ``n_layers`` blocks lacks; needs only the depth, not the model."""
+    if isinstance(schedule, (Band, PerLayer)):
+        schedule.multipliers(_Depth(n_layers), [])
 
 
 @dataclass
