@@ -164,6 +164,26 @@ class RunFolder:
         self.hashes[name] = file_sha256(self._tensor_file(name))
         self._write_json("hashes.json", self.hashes)
 
+    def saved_json(self, name: str) -> dict[str, Any] | None:
+        """A JSON artifact (e.g. "schedule.json") this run wrote before, hash-checked; None when the
+        folder holds none to reuse."""
+        file = self.path / name
+        if not self.reusing or not file.exists():
+            return None
+        expected, actual = self.hashes.get(name), file_sha256(file)
+        if expected is not None and expected != actual:
+            raise ValueError(
+                f"{file} changed since this run saved it (hash {expected[:12]} → {actual[:12]}); its results "
+                f"would not match. {_FIX}"
+            )
+        return self._read_json(name)
+
+    def save_json(self, name: str, data: Mapping[str, Any]) -> None:
+        """Write a JSON artifact and record its hash (checked by ``saved_json`` on resume)."""
+        self._write_json(name, data)
+        self.hashes[name] = file_sha256(self.path / name)
+        self._write_json("hashes.json", self.hashes)
+
     def _tensor_file(self, name: str) -> Path:
         return self.path / f"{name}.safetensors"
 
