@@ -19,15 +19,21 @@ from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, check_lambdas, its_vote
 from xsteer.extract import collect_activations, extract_vectors, random_vectors
 from xsteer import models as models_module
 from xsteer.models import check_model_spec
+from xsteer.operators import operator_from_spec
+from xsteer.positions import check_positions
 from xsteer.records import RecordStore, prompt_hash
 from xsteer.results import ConditionResult, TransferResult
 from xsteer.runfolder import RESUMABLE_FIELDS, RunFolder
+from xsteer.schedules import Band, Schedule, check_depth, schedule_from_dict, schedule_from_spec, search_band
 from xsteer.steer import relative_size, residual_norms
 from xsteer.tasks import load_task
 from xsteer.transfer import Transfer, cosine_to_reference
 from xsteer.vectors import SteeringVectors
 
-__all__ = ["TransferConfig", "run_transfer", "select_lambda"]
+__all__ = ["SCHEDULE_FILE", "TransferConfig", "run_transfer", "select_lambda"]
+
+#: The searched schedule of a run folder (``schedule="search"``): band, score and search history.
+SCHEDULE_FILE = "schedule.json"
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,28 @@ class TransferConfig:
 
     Every field is checked on construction (see ``_CHECKS``), before any data or model loads; a
     new field gets its entry there.
+
+    How, where and how strongly the vector enters the child (every steered condition alike: the
+    transferred vector, the child's own vector and the random directions):
+
+    - ``operator``: "add" (the paper: h + λ·v), "project" (remove λ × the component along v),
+      "clamp:VALUE" (set the component along v̂ to VALUE·‖v‖, at λ = 1 exactly) or
+      "norm_preserving" (add, then rescale to ‖h‖); see ``xsteer.operators``. Stored canonically.
+    - ``positions``: "all", "prompt", "generated" (generate mode only) or "last_prompt".
+    - ``schedule``: a per-layer multiplier s_l of λ (``xsteer.schedules``): None (s_l = 1), a
+      ``Schedule.to_dict()`` dict, a spec such as "band:START:WIDTH[:STRENGTH]" or "ramp:FIRST:LAST"
+      (stored as its dict), or "search". The steering at layer l is then λ·s_l·c_l·v_l (c_l from
+      ``scale``), and λ* and the ITS vote run over the grid as usual.
+    - ``schedule="search"`` finds a band on the VALIDATION split before anything else is steered:
+      ``search_band`` coordinate ascent over the band's start, width and strength, where a band's
+      "strength" is a λ of the grid (the band itself multiplies by 1), and the objective is the
+      transferred vector's validation accuracy with ``Band(start, width)`` at that λ. Each of at
+      most ``schedule_budget`` evaluations is one validation pass at one λ (records under condition
+      ``search:band:START:WIDTH``); the test split is never read. The best band, with strength 1, is
+      then the schedule of every condition over the whole λ grid, and λ* is chosen on validation
+      again with it (so λ* and the band are chosen jointly, on validation only). The result goes to
+      ``schedule.json`` in the run folder and a resume reuses it. Note the first round spends
+      len(lambdas) − 1 evaluations on λ, so give a budget of several times that.
     """
 
     parent: str = "gemma-3-270m"
@@ -68,11 +96,21 @@ class TransferConfig:
     # Concepts (xsteer.concepts) whose readout fidelity is measured before the accuracy protocol,
     # with the run's layer map, adapter and anchors (the CLI's demo: sentiment and arith_truth).
     fidelity: list[str] = field(default_factory=list)
+    # How (xsteer.operators), where (xsteer.positions) and with what per-layer strength
+    # (xsteer.schedules, or "search" on validation) every steered condition is applied.
+    operator: str = "add"
+    positions: str = "all"
+    schedule: dict[str, Any] | str | None = None
+    schedule_budget: int = 30
 
     def __post_init__(self) -> None:
         for name, check in _CHECKS.items():
             check(getattr(self, name))
         self.lambdas = check_lambdas(self.lambdas)
+        self.operator = _operator_spec(operator_from_spec(self.operator))
+        if self.schedule is not None and self.schedule != "search":
+            self.schedule = schedule_from_spec(self.schedule).to_dict()
+        _check_positions_for_mode(self.positions, self.task, self.task_mode)
         if self.scale == "relative" and max(self.lambdas) > 10:
             warnings.warn(
                 f"λ = {max(self.lambdas):g} with scale='relative' adds {max(self.lambdas):g}× the "
@@ -114,7 +152,29 @@ def _checks() -> dict[str, Callable[[Any], None]]:
         "device": check_device,
         "source": lambda v: check_choice("source", v, ("local", "hub")),
         "fidelity": _check_concepts,
+        "operator": operator_from_spec,
+        "positions": check_positions,
+        "schedule": lambda v: v is None or v == "search" or schedule_from_spec(v),
+        "schedule_budget": lambda v: check_int("schedule_budget", v, 1),
     }
+
+
+def _operator_spec(op) -> str:
+    """The canonical spec of an operator ("clamp:0.5", "project", ...)."""
+    return f"clamp:{op.value!r}" if op.name == "clamp" else op.name
+
+
+def _check_positions_for_mode(positions: str, task: str, task_mode: str | None) -> None:
+    """positions that mean nothing in the task's mode (e.g. "generated" when scoring choices)."""
+    from xsteer.tasks import TASKS
+
+    cls = TASKS.get(task.strip().lower().replace("_", "-"))
+    mode = task_mode or (cls.modes[0] if cls is not None else None)
+    try:
+        check_positions(positions, mode)
+    except ValueError as err:
+        other = " Or use task_mode='generate' (--mode generate)." if cls is not None and "generate" in cls.modes else ""
+        raise ValueError(f"{err}{other}") from None
 
 
 def _check_concepts(names) -> None:
@@ -154,6 +214,29 @@ class _Models:
         if spec not in self._cache:
             self._cache[spec] = models_module.load_model(spec, device=self.device)
         return self._cache[spec]
+
+    def depth(self, spec: str) -> int | None:
+        """The number of blocks of ``spec`` when it is known without loading it (a loaded model, a
+        tiny spec, a Hugging Face folder's config, an embedded default); else None."""
+        import re
+
+        if spec in self._cache:
+            return models_module.n_layers(self._cache[spec])
+        if spec.startswith(models_module.TINY_PREFIX):
+            return models_module._parse_tiny(spec)[1]
+        if spec in models_module.EMBEDDED:
+            found = re.search(r"(\d+) layers", models_module.EMBEDDED[spec].description)
+            return int(found.group(1)) if found else None
+        config = Path(spec).expanduser() / "config.json"
+        if config.is_file():
+            try:
+                data = json.loads(config.read_text())
+            except ValueError:
+                return None
+            data = data.get("text_config", data)
+            n = data.get("num_hidden_layers")
+            return int(n) if isinstance(n, int) else None
+        return None
 
 
 def _subset(examples, n):
@@ -215,9 +298,16 @@ def _check_prompts(child, task, splits: dict[str, list], store: RecordStore | No
         )
 
 
-def _warn_large_lambda(child, vectors: SteeringVectors, cfg: TransferConfig) -> None:
+def _warn_large_lambda(child, vectors: SteeringVectors, cfg: TransferConfig, schedule: Schedule | None = None) -> None:
     lam = max(cfg.lambdas)
-    size = relative_size(child, vectors, lam, scale=cfg.scale)
+    size = relative_size(child, vectors, lam, scale=cfg.scale, schedule=schedule)
+    if not any(size.values()):
+        warnings.warn(
+            f"The schedule {cfg.schedule} steers none of the layers that have vectors ({vectors.layers}); "
+            "every steered condition equals the baseline. Fix: a schedule over those layers.",
+            UserWarning, stacklevel=3,
+        )
+        return
     layer, ratio = max(size.items(), key=lambda kv: kv[1])
     if ratio > 10:
         warnings.warn(
@@ -241,8 +331,44 @@ def _condition(ev: Evaluator, name, kind, vectors, cfg, val, test) -> ConditionR
     for i, ex in enumerate(test):
         vote = its_vote({lam: preds["test"][lam][i].prediction for lam in cfg.lambdas})
         its.append(bool(ev.task.is_correct(vote, ex)))
-    size = relative_size(ev.model, vectors, star, scale=cfg.scale)
+    size = relative_size(ev.model, vectors, star, scale=cfg.scale, schedule=ev.schedule)
     return ConditionResult(name, kind, correct, star, its, size)
+
+
+def _search_condition(band: Band) -> str:
+    return f"search:band:{band.start}:{band.width}"
+
+
+def _search_schedule(cfg: TransferConfig, folder: RunFolder | None, make_ev, vectors: SteeringVectors,
+                     val) -> tuple[Band, dict[str, Any]]:
+    """The band schedule searched on the validation split (see ``TransferConfig``), or the one this
+    run folder saved in ``schedule.json``."""
+    saved = folder.saved_json(SCHEDULE_FILE) if folder is not None else None
+    if saved is not None:
+        return schedule_from_dict(saved["schedule"]), saved
+
+    def objective(band: Band) -> float:
+        lam = float(band.strength)
+        ev = make_ev(Band(band.start, band.width))
+        recs = ev.sweep(val, "validation", _search_condition(band), vectors, [lam])[lam]
+        return sum(r.correct for r in recs) / len(recs)
+
+    found = search_band(objective, max(vectors.layers) + 1, strengths=cfg.lambdas, budget=cfg.schedule_budget)
+    schedule = Band(found.best.start, found.best.width)
+    band = lambda b: {"start": b.start, "width": b.width, "lam": b.strength}  # noqa: E731
+    info = {
+        "schedule": schedule.to_dict(),
+        "best": band(found.best),
+        "score": found.score,
+        "history": [{**band(b), "accuracy": score} for b, score in found.history],
+        "budget": cfg.schedule_budget,
+        "split": "validation",
+        "item_ids": [ex.id for ex in val],
+        "objective": "validation accuracy of the transferred vector with Band(start, width) at λ = lam",
+    }
+    if folder is not None:
+        folder.save_json(SCHEDULE_FILE, info)
+    return schedule, info
 
 
 def run_transfer(
@@ -283,6 +409,9 @@ def _run(cfg: TransferConfig, folder: RunFolder | None, get: _Models, progress: 
         _check_unique_ids(task, split, examples)
     pairs = from_task(task, cfg.n_pairs, cfg.seed)
     anchors = [ex.question for ex in task.split("train")[: cfg.n_anchors]]
+    operator = operator_from_spec(cfg.operator)
+    check_positions(cfg.positions, task.mode)
+    fixed = schedule_from_dict(cfg.schedule) if isinstance(cfg.schedule, dict) else None
 
     def has(name: str) -> bool:
         return folder is not None and folder.has(name)
@@ -293,8 +422,13 @@ def _run(cfg: TransferConfig, folder: RunFolder | None, get: _Models, progress: 
     get.check(cfg.child)
     if need_parent:
         get.check(cfg.parent)
-    parent = get(cfg.parent) if need_parent else None
+    depth = get.depth(cfg.child)
+    if fixed is not None and depth is not None:  # a schedule the child cannot take fails before loading
+        _check_schedule_depth(fixed, depth, cfg.child)
     child = get(cfg.child)
+    if fixed is not None:
+        _check_schedule_depth(fixed, models_module.n_layers(child), cfg.child)
+    parent = get(cfg.parent) if need_parent else None
     splits = {"validation": val, "test": test}
     records = out / "records" / "records.jsonl" if out is not None else None
     key = _config_key(cfg)
@@ -346,16 +480,24 @@ def _run(cfg: TransferConfig, folder: RunFolder | None, get: _Models, progress: 
         return transfer.apply(parent_vectors, (child_pos, child_neg))
 
     transferred = saved("transferred", transfer_vectors)
-    _warn_large_lambda(child, transferred, cfg)
 
-    ev = Evaluator(
-        child, task, scale=cfg.scale, batch_size=cfg.batch_size, store=store,
-        loglik_norm=cfg.loglik_norm, max_new_tokens=cfg.max_new_tokens, progress=progress,
-    )
+    def evaluator(schedule: Schedule | None) -> Evaluator:
+        return Evaluator(
+            child, task, scale=cfg.scale, batch_size=cfg.batch_size, store=store,
+            loglik_norm=cfg.loglik_norm, max_new_tokens=cfg.max_new_tokens, progress=progress,
+            operator=operator, positions=cfg.positions, schedule=schedule,
+        )
+
     baseline = {
-        split: [r.correct for r in ev.sweep(exs, split, "baseline", None, [0.0])[0.0]]
+        split: [r.correct for r in evaluator(None).sweep(exs, split, "baseline", None, [0.0])[0.0]]
         for split, exs in (("validation", val), ("test", test))
     }
+    search = None
+    schedule = fixed
+    if cfg.schedule == "search":
+        schedule, search = _search_schedule(cfg, folder, evaluator, transferred, val)
+    _warn_large_lambda(child, transferred, cfg, schedule)
+    ev = evaluator(schedule)
 
     conditions = {"transfer": _condition(ev, "transfer", "steered", transferred, cfg, val, test)}
     if cfg.child_own:
@@ -386,6 +528,12 @@ def _run(cfg: TransferConfig, folder: RunFolder | None, get: _Models, progress: 
         "residual_norms": {str(l): v for l, v in residual_norms(child).items()},
         "n_pairs": len(pairs),
         "n_anchors": len(anchors),
+        "steering": {
+            "operator": operator.to_dict(),
+            "positions": cfg.positions,
+            "schedule": None if schedule is None else schedule.report(child, transferred.layers),
+            "search": None if search is None else {k: v for k, v in search.items() if k != "schedule"},
+        },
     }
     if cfg.child_own:
         diag = cosine_to_reference(transferred, own, seed=cfg.seed)
@@ -406,6 +554,13 @@ def _run(cfg: TransferConfig, folder: RunFolder | None, get: _Models, progress: 
 
         write_report(result, out)
     return result
+
+
+def _check_schedule_depth(schedule: Schedule, depth: int, child: str) -> None:
+    try:
+        check_depth(schedule, depth)
+    except ValueError as err:
+        raise ValueError(f"Child {child}: {err}") from None
 
 
 def _fidelity_demo(cfg: TransferConfig, get: _Models, anchors: list[str], out: Path | None, progress: bool):

@@ -80,6 +80,7 @@ def render_markdown(result: TransferResult, stats: dict[str, Any]) -> str:
         f"`{cfg['layer_map']}`, adapter `{cfg['adapter']}`, {result.diagnostics.get('n_anchors', '?')} anchors",
         f"- scale `{cfg['scale']}`, λ grid ({len(cfg['lambdas'])} values): {', '.join(f'{l:g}' for l in cfg['lambdas'])}",
         f"- items: validation {len(result.item_ids['validation'])}, test {len(result.item_ids['test'])}; seed {cfg['seed']}",
+        *_steering_lines(result),
         "",
         "Accuracies on the test split with 95% bootstrap CIs; Δ vs baseline with paired-bootstrap CIs; "
         "p = exact McNemar on the same items; p_Holm adjusts over the rows below.",
@@ -112,22 +113,75 @@ def render_markdown(result: TransferResult, stats: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _layers_text(start: int, width: int) -> str:
+    return f"layer {start}" if width == 1 else f"layers {start}–{start + width - 1}"
+
+
+def _schedule_text(schedule: dict[str, Any] | None) -> str:
+    if not schedule:
+        return "none (every layer × 1)"
+    if schedule.get("name") == "band":
+        outside = f", × {schedule['outside']:g} elsewhere" if schedule.get("outside") else ", unsteered elsewhere"
+        return f"band: {_layers_text(schedule['start'], schedule['width'])} × {schedule['strength']:g}{outside}"
+    fields = ", ".join(f"{k}={v}" for k, v in schedule.items() if k not in ("name", "per_layer"))
+    return f"{schedule.get('name')} ({fields})"
+
+
+def _steering_lines(result: TransferResult) -> list[str]:
+    """Operator, positions and per-layer schedule of every steered condition (and how a searched
+    schedule was found); nothing for reports written before these existed."""
+    steering = result.diagnostics.get("steering")
+    if not steering:
+        return []
+    op = steering["operator"]
+    op_text = op["name"] + "".join(f" {k}={v:g}" for k, v in op.items() if k != "name")
+    lines = [
+        f"- operator `{op_text}`, positions `{steering['positions']}`, per-layer schedule: "
+        f"{_schedule_text(steering.get('schedule'))} (the same for transfer, child-own and random)"
+    ]
+    search = steering.get("search")
+    if search:
+        best = search["best"]
+        lines.append(
+            f"- schedule searched on the validation split only ({len(search['history'])} of a budget of "
+            f"{search['budget']} (band, λ) evaluations, coordinate ascent): best band "
+            f"{_layers_text(best['start'], best['width'])} at λ = {best['lam']:g}, validation accuracy {search['score']:.3f}; "
+            "λ* was then chosen on validation over the whole grid with that band"
+        )
+    return lines
+
+
 def _size_section(result: TransferResult) -> list[str]:
     cond = result.conditions.get("transfer")
     norms = result.diagnostics.get("residual_norms", {})
     if cond is None or not cond.relative_size:
         return []
     top = max(result.config["lambdas"])
-    lines = [
-        "",
-        "## How large is the steering? ‖λ·v_l‖ / median‖h_l‖ per layer",
-        "",
-        f"| child layer | median ‖h_l‖ | at λ* = {cond.lambda_star:g} | at λ = {top:g} |",
-        "|---|---|---|---|",
-    ]
+    steering = result.diagnostics.get("steering") or {}
+    per_layer = (steering.get("schedule") or {}).get("per_layer")
+    if per_layer is None:
+        head = [
+            "## How large is the steering? ‖λ·v_l‖ / median‖h_l‖ per layer",
+            "",
+            f"| child layer | median ‖h_l‖ | at λ* = {cond.lambda_star:g} | at λ = {top:g} |",
+            "|---|---|---|---|",
+        ]
+    else:
+        head = [
+            "## How large is the steering? ‖λ·s_l·v_l‖ / median‖h_l‖ per layer (s_l: the schedule's multiplier)",
+            "",
+            f"| child layer | s_l | median ‖h_l‖ | at λ* = {cond.lambda_star:g} | at λ = {top:g} |",
+            "|---|---|---|---|---|",
+        ]
+    operator = steering.get("operator", {}).get("name", "add")
+    if operator != "add":  # a note between the title and the table
+        head[2:2] = [f"The operator is `{operator}`: the table gives the size of the scaled vector it is "
+                     "handed, not the change it makes to the stream.", ""]
+    lines = ["", *head]
     for layer, size in sorted(cond.relative_size.items()):
         at_top = size / cond.lambda_star * top if cond.lambda_star else float("nan")
-        lines.append(f"| {layer} | {norms.get(str(layer), float('nan')):.1f} | {size:.2e} | {at_top:.2e} |")
+        mult = "" if per_layer is None else f" {per_layer.get(str(layer), float('nan')):g} |"
+        lines.append(f"| {layer} |{mult} {norms.get(str(layer), float('nan')):.1f} | {size:.2e} | {at_top:.2e} |")
     return lines
 
 
