@@ -93,6 +93,12 @@ def run(
         "sentiment,arith_truth",
         help="Concepts whose readout fidelity is measured first (the run's map, adapter, anchors); '' skips it.",
     ),
+    operator: str = typer.Option("add", help="How the vector enters the stream: add, project, clamp:VALUE, norm_preserving."),
+    positions: str = typer.Option("all", help="Steered positions: all, prompt, generated (generate mode), last_prompt."),
+    schedule: Optional[str] = typer.Option(
+        None, help="Per-layer multiplier of λ: band:START:WIDTH[:STRENGTH], ramp:FIRST:LAST, a JSON file, or "
+                   "'search' (a band searched on validation; λ* chosen with it)."),
+    schedule_budget: int = typer.Option(30, help="Most (band, λ) validation passes of --schedule search."),
     out: Path = typer.Option(Path("runs/default"), help="Run folder; an interrupted run resumes from it."),
     force: bool = typer.Option(False, "--force", help="Start the run folder over when it holds a different run."),
     debug: bool = _DEBUG,
@@ -108,6 +114,7 @@ def run(
         adapter=adapter, n_anchors=n_anchors, scale=scale, lambdas=_lambdas(lambdas), n_val=n_val,
         n_test=n_test, n_random=n_random, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed,
         device=device, source=source, fidelity=[c.strip() for c in fidelity.split(",") if c.strip()],
+        operator=operator, positions=positions, schedule=schedule, schedule_budget=schedule_budget,
     )
     typer.echo(f"xsteer run: {parent} → {child} on {task}; run folder {out}")
     run_transfer(cfg, out, force=force)
