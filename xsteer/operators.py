@@ -105,7 +105,10 @@ _ALIASES = {"norm_preserving": "norm_preserving_add", "norm-preserving": "norm_p
 
 def operator_from_spec(spec: str) -> Operator:
     """An operator from a one-word spec (a config field, a command-line option): "add", "project",
-    "norm_preserving" (= "norm_preserving_add") or "clamp:VALUE" (e.g. "clamp:0.5")."""
+    "norm_preserving" (= "norm_preserving_add") or "clamp:VALUE" (e.g. "clamp:0.5"); an
+    ``Operator`` is returned as it is."""
+    if isinstance(spec, Operator):
+        return spec
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"operator must be a spec like 'add', 'project', 'clamp:0.5' or 'norm_preserving', not {spec!r}.")
     name, sep, arg = spec.strip().partition(":")

@@ -50,12 +50,15 @@ class TransferConfig:
 
     - ``operator``: "add" (the paper: h + λ·v), "project" (remove λ × the component along v),
       "clamp:VALUE" (set the component along v̂ to VALUE·‖v‖, at λ = 1 exactly) or
-      "norm_preserving" (add, then rescale to ‖h‖); see ``xsteer.operators``. Stored canonically.
+      "norm_preserving" (add, then rescale to ‖h‖); see ``xsteer.operators``. Stored as its canonical
+      spec (an ``Operator`` object is accepted too).
     - ``positions``: "all", "prompt", "generated" (generate mode only) or "last_prompt".
     - ``schedule``: a per-layer multiplier s_l of λ (``xsteer.schedules``): None (s_l = 1), a
-      ``Schedule.to_dict()`` dict, a spec such as "band:START:WIDTH[:STRENGTH]" or "ramp:FIRST:LAST"
-      (stored as its dict), or "search". The steering at layer l is then λ·s_l·c_l·v_l (c_l from
-      ``scale``), and λ* and the ITS vote run over the grid as usual.
+      ``Schedule`` or its ``to_dict()``, a spec such as "band:START:WIDTH[:STRENGTH]",
+      "ramp:FIRST:LAST" or a JSON file's path (all stored as the dict), or "search". The steering
+      at layer l is then λ·s_l·c_l·v_l (c_l from ``scale``); λ* and the ITS vote run over the grid
+      as usual. A schedule naming blocks the child lacks fails before any model loads where the
+      child's depth is known from its spec, else right after the child loads (before the parent).
     - ``schedule="search"`` finds a band on the VALIDATION split before anything else is steered:
       ``search_band`` coordinate ascent over the band's start, width and strength, where a band's
       "strength" is a λ of the grid (the band itself multiplies by 1), and the objective is the
@@ -64,8 +67,9 @@ class TransferConfig:
       ``search:band:START:WIDTH``); the test split is never read. The best band, with strength 1, is
       then the schedule of every condition over the whole λ grid, and λ* is chosen on validation
       again with it (so λ* and the band are chosen jointly, on validation only). The result goes to
-      ``schedule.json`` in the run folder and a resume reuses it. Note the first round spends
-      len(lambdas) − 1 evaluations on λ, so give a budget of several times that.
+      ``schedule.json`` in the run folder and a resume reuses it. The search covers child blocks
+      0 … (last layer with a vector); its first round spends len(lambdas) − 1 evaluations on λ, so
+      give a budget of several times that.
     """
 
     parent: str = "gemma-3-270m"

@@ -142,14 +142,16 @@ _SPEC_FIX = (
 
 def schedule_from_spec(spec: str | dict[str, Any]) -> Schedule:
     """A schedule from a short spec ("band:START:WIDTH[:STRENGTH]", "ramp:FIRST:LAST",
-    "constant:VALUE"), a JSON file of ``to_dict()`` output (or a run folder's schedule.json), or a
-    ``to_dict()`` dict; checked as far as it can be without a model (widths, negative layers,
+    "constant:VALUE"), a JSON file of ``to_dict()`` output (or a run folder's schedule.json), a
+    ``to_dict()`` dict or a ``Schedule``; checked as far as it can be without a model (widths, negative layers,
     finite numbers)."""
     import json
     import math
     from pathlib import Path
 
-    if isinstance(spec, dict):
+    if isinstance(spec, Schedule):
+        data = spec.to_dict()
+    elif isinstance(spec, dict):
         data = dict(spec)
     elif isinstance(spec, str) and (spec.endswith(".json") or Path(spec).is_file()):
         path = Path(spec).expanduser()
