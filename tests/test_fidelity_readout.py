@@ -165,7 +165,7 @@ def test_readout_fidelity_gemma_to_smollm2_matches_sklearn(gemma, smollm2):
 
     concept = load_concept("sentiment", n=48, seed=0)
     res = readout_fidelity(gemma, smollm2, [concept], layer_maps=["greedy"], adapters=["ridge"],
-                           anchor_texts=concept.texts("train"), n_random=100, n_boot=200)
+                           anchor_texts=concept.texts("train"), anchor_mode="shared", n_random=100, n_boot=200)
     ro = res.concepts[0]
     assert [t.child_layer for t in ro.transferred] == list(range(18))
     assert all(t.parent_layer == t.child_layer for t in ro.transferred)
@@ -192,10 +192,42 @@ def test_cached_activations_serve_both_directions_on_tiny_models(tmp_path):
     assert all(torch.equal(again.last[l], acts[0].last[l]) for l in again.last)
     with pytest.raises(ValueError, match="not cached"):
         cached_model_acts("other-model", cs, anchors, cache_dir=tmp_path)
-    fwd = fidelity_from_acts(acts[0], acts[1], cs, layer_maps=["greedy"], adapters=["procrustes"], anchor_texts=anchors, n_random=50, n_boot=100)
-    rev = fidelity_from_acts(acts[1], acts[0], cs, layer_maps=["greedy"], adapters=["procrustes"], anchor_texts=anchors, n_random=50, n_boot=100)
+    kw = dict(layer_maps=["greedy"], adapters=["procrustes"], anchor_texts=anchors, anchor_mode="shared", n_random=50, n_boot=100)
+    fwd = fidelity_from_acts(acts[0], acts[1], cs, **kw)
+    rev = fidelity_from_acts(acts[1], acts[0], cs, **kw)
     assert [t.child_layer for t in fwd.concepts[0].transferred] == [0, 1]
     assert [t.child_layer for t in rev.concepts[0].transferred] == [0, 1]
     assert (fwd.parent, fwd.child) == (rev.child, rev.parent)
     # the child's own readout in one direction is the parent's strength in the other
     assert [s.auroc for s in rev.concepts[0].parent.layers] == [r.own for r in fwd.concepts[0].child_layers]
+
+
+def test_leave_concept_out_fits_each_concept_without_its_own_texts():
+    from xsteer.concepts import load_concept
+    from xsteer.fidelity import collect_model_acts, concept_anchor_texts, fidelity_from_acts, fit_transfers
+    from xsteer.models import tiny_model
+
+    p, c = tiny_model("llama", n_layers=2, d_model=32, seed=0), tiny_model("qwen3", n_layers=2, d_model=48, seed=1)
+    cs = [load_concept("language", n=40), load_concept("sentiment", n=40)]
+    anchors = [t for x in cs for t in x.texts("train")]
+    acts = [collect_model_acts(m, cs, anchors) for m in (p, c)]
+    res = fidelity_from_acts(acts[0], acts[1], cs, layer_maps=["greedy"], adapters=["ridge"], anchor_texts=anchors,
+                             n_random=20, n_boot=50)
+    assert res.anchors["mode"] == "leave_concept_out"
+    for concept, readout in zip(cs, res.concepts):
+        kept = concept_anchor_texts(anchors, concept)
+        assert not set(kept) & set(concept.texts("all")) and len(kept) == len(set(anchors)) - 2 * len(concept.train)
+        assert res.anchors["rows"][concept.name] == 2 * len(kept)
+        # the same readout from a transfer fitted by hand on exactly those anchors
+        by_hand = readout_from_activations(concept, acts[0].concept(concept), acts[1].concept(concept),
+                                           fit_transfers(acts[0], acts[1], kept, ["greedy"], ["ridge"]),
+                                           parent_info=acts[0].info, n_random=20, n_boot=50)
+        assert [t.auroc.value for t in readout.transferred] == [t.auroc.value for t in by_hand.transferred]
+        assert [t.cos_own for t in readout.transferred] == [t.cos_own for t in by_hand.transferred]
+    shared = fidelity_from_acts(acts[0], acts[1], cs, layer_maps=["greedy"], adapters=["ridge"], anchor_texts=anchors,
+                                anchor_mode="shared", n_random=20, n_boot=50)
+    assert shared.anchors["rows"] == {x.name: 2 * len(set(anchors)) for x in cs}
+    with pytest.raises(ValueError, match="anchor texts remain"):
+        fidelity_from_acts(acts[0], acts[1], cs[:1], anchor_texts=cs[0].texts("train"), n_random=5)
+    with pytest.raises(ValueError, match="Unknown anchor mode"):
+        fidelity_from_acts(acts[0], acts[1], cs, anchor_texts=anchors, anchor_mode="nope")

@@ -9,6 +9,7 @@ concept shift of generated text (external judges) against fluency cost, transfer
 """
 
 from .readout import (
+    ANCHOR_MODES,
     ChildLayerReadout,
     ConceptReadout,
     FidelityResult,
@@ -17,6 +18,7 @@ from .readout import (
     TransferLayerReadout,
     cached_model_acts,
     collect_model_acts,
+    concept_anchor_texts,
     default_anchor_texts,
     fidelity_from_acts,
     fit_transfers,
@@ -30,6 +32,8 @@ from .steering import DoseResponse, SteeringFidelity, dose_response, steering_fi
 from .where import steerable_layers, targeted_map
 
 __all__ = [
+    "ANCHOR_MODES",
+    "concept_anchor_texts",
     "ChildLayerReadout",
     "DoseResponse",
     "LanguageJudge",

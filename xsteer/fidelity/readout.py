@@ -41,6 +41,8 @@ __all__ = [
     "ModelActs",
     "cached_model_acts",
     "collect_model_acts",
+    "ANCHOR_MODES",
+    "concept_anchor_texts",
     "default_anchor_texts",
     "fidelity_from_acts",
     "fit_transfers",
@@ -439,6 +441,34 @@ def fit_transfers(
     return out
 
 
+ANCHOR_MODES = ("leave_concept_out", "shared")
+MIN_ANCHOR_TEXTS = 8
+
+
+def check_anchor_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`ANCHOR_MODES`, else a ValueError naming them."""
+    if mode not in ANCHOR_MODES:
+        raise ValueError(f"Unknown anchor mode {mode!r}; use 'leave_concept_out' (independent of the concept) or 'shared'.")
+    return mode
+
+
+def concept_anchor_texts(anchor_texts: Sequence[str], concept: Concept, mode: str = "leave_concept_out") -> list[str]:
+    """The anchors a transfer for ``concept`` is fitted on: with ``leave_concept_out`` none of the
+    concept's own texts (train or test), so the map cannot learn to send the parent's concept
+    direction onto the child's from the very texts that define it; with ``shared`` all of them."""
+    texts = list(dict.fromkeys(anchor_texts))
+    if check_anchor_mode(mode) == "leave_concept_out":
+        own = set(concept.texts("all"))
+        texts = [t for t in texts if t not in own]
+    if len(texts) < MIN_ANCHOR_TEXTS:
+        raise ValueError(
+            f"Only {len(texts)} anchor texts remain for concept {concept.name!r} ({mode}); a transfer needs "
+            f">= {MIN_ANCHOR_TEXTS}. Fix: add task questions (data_dir / --data-dir with anchor questions > 0) "
+            "or other concepts."
+        )
+    return texts
+
+
 def fidelity_from_acts(
     parent: ModelActs,
     child: ModelActs,
@@ -448,6 +478,7 @@ def fidelity_from_acts(
     adapters: Sequence[Any] = ("ridge", "procrustes"),
     anchor_texts: Sequence[str] | None = None,
     anchors: Mapping[str, Any] | None = None,
+    anchor_mode: str = "leave_concept_out",
     transfers: Mapping[tuple[str, str], Any] | None = None,
     method: Method = "mean_diff",
     n_random: int = 200,
@@ -455,21 +486,29 @@ def fidelity_from_acts(
     seed: int = 0,
 ) -> FidelityResult:
     """Readout fidelity from collected activations (see :func:`collect_model_acts`); the same
-    ``ModelActs`` serve both directions (parent -> child and child -> parent)."""
+    ``ModelActs`` serve both directions (parent -> child and child -> parent). Each concept's
+    transfers are fitted on ``anchor_texts`` less that concept's own texts (``anchor_mode=
+    "leave_concept_out"``, default) or on all of them (``"shared"``)."""
     t0 = time.perf_counter()
     if transfers is None:
         if anchor_texts is None:
             raise ValueError("Give anchor_texts (e.g. from default_anchor_texts) or fitted transfers.")
-        transfers = fit_transfers(parent, child, anchor_texts, layer_maps, adapters)
-        anchors = {**(anchors or {"n_texts": len(anchor_texts)}), "pooling": ["last", "mean"],
-                   "rows": 2 * len(set(anchor_texts))}
+        per_concept = {c.name: concept_anchor_texts(anchor_texts, c, anchor_mode) for c in concepts}
+        fitted: dict[tuple[str, ...], Any] = {}
+        for texts in per_concept.values():
+            if tuple(texts) not in fitted:
+                fitted[tuple(texts)] = fit_transfers(parent, child, texts, layer_maps, adapters)
+        by_concept = {name: fitted[tuple(texts)] for name, texts in per_concept.items()}
+        anchors = {**(anchors or {"n_texts": len(anchor_texts)}), "pooling": ["last", "mean"], "mode": anchor_mode,
+                   "rows": {name: 2 * len(texts) for name, texts in per_concept.items()}}
     else:
+        by_concept = {c.name: transfers for c in concepts}
         anchors = {"sources": "prefitted transfers", "rows": {f"{k[0]}+{k[1]}": t.n_anchors_ for k, t in transfers.items()}}
     t_fit = time.perf_counter()
     readouts, n_rows = [], 0
     for c in concepts:
         ca = child.concept(c)
-        readouts.append(readout_from_activations(c, parent.concept(c), ca, transfers, parent_info=parent.info,
+        readouts.append(readout_from_activations(c, parent.concept(c), ca, by_concept[c.name], parent_info=parent.info,
                                                  method=method, n_random=n_random, n_boot=n_boot, seed=seed))
         n_rows += len(ca.layers) * (n_random + 1) + len(readouts[-1].transferred)
     t_end = time.perf_counter()
@@ -478,7 +517,8 @@ def fidelity_from_acts(
         child=child.info.name,
         concepts=readouts,
         anchors=dict(anchors),
-        settings={"layer_maps": sorted({k[0] for k in transfers}), "adapters": sorted({k[1] for k in transfers}),
+        settings={"layer_maps": sorted({k[0] for t in by_concept.values() for k in t}),
+                  "adapters": sorted({k[1] for t in by_concept.values() for k in t}),
                   "n_pairs": {c.name: len(c.pairs) for c in concepts}, "method": method, "n_random": n_random,
                   "n_boot": n_boot, "seed": seed, "pooling": "last"},
         timing={"fit_s": t_fit - t0, "readout_s": t_end - t_fit,
@@ -495,6 +535,7 @@ def readout_fidelity(
     adapters: Sequence[Any] = ("ridge", "procrustes"),
     transfers: Mapping[tuple[str, str], Any] | None = None,
     anchor_texts: Sequence[str] | None = None,
+    anchor_mode: str = "leave_concept_out",
     n: int = 256,
     method: Method = "mean_diff",
     n_random: int = 200,
@@ -506,7 +547,8 @@ def readout_fidelity(
 ) -> FidelityResult:
     """Readout fidelity of ``parent`` -> ``child`` (loaded models) for each concept and each
     (layer map, adapter); pass fitted ``transfers`` to skip fitting, or ``anchor_texts`` to replace
-    the default anchors (see :func:`default_anchor_texts`)."""
+    the default anchors (see :func:`default_anchor_texts`; ``anchor_mode`` as in
+    :func:`fidelity_from_acts`)."""
     t0 = time.perf_counter()
     concepts = [c if isinstance(c, Concept) else load_concept(c, n=n, seed=seed, data_dir=data_dir) for c in concepts]
     if not concepts:
@@ -520,8 +562,8 @@ def readout_fidelity(
     acts = [collect_model_acts(m, concepts, anchor_texts, batch_size=batch_size, progress=progress) for m in (parent, child)]
     t_acts = time.perf_counter()
     result = fidelity_from_acts(acts[0], acts[1], concepts, layer_maps=layer_maps, adapters=adapters,
-                                anchor_texts=anchor_texts, anchors=anchors, transfers=transfers, method=method,
-                                n_random=n_random, n_boot=n_boot, seed=seed)
+                                anchor_texts=anchor_texts, anchors=anchors, anchor_mode=anchor_mode,
+                                transfers=transfers, method=method, n_random=n_random, n_boot=n_boot, seed=seed)
     result.timing = {"activations_s": t_acts - t0, **result.timing, "total_s": time.perf_counter() - t0}
     return result
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from xsteer.fidelity.judges import Judge, completion_nll, distinct_n, make_judge
 from xsteer.stats import Estimate
@@ -474,6 +475,7 @@ def steering_fidelity(
     where_prompts: int = 8,
     where_strengths: Sequence[float] = (0.08, 0.32),
     n: int = 256,
+    anchor_mode: str = "leave_concept_out",
     seed: int = 0,
     data_dir=None,
     batch_size: int = 32,
@@ -485,16 +487,20 @@ def steering_fidelity(
     Steering layers: ``layers``, else the child's most steerable band for its own vector
     (``xsteer.fidelity.where.steerable_layers``). Transferred vectors: mean-difference parent
     vectors carried by ``Transfer(layer_map, adapter)`` fitted on last-token anchor activations;
-    ``layer_map="targeted"`` maps the steering layers to proportionally placed parent layers."""
+    ``layer_map="targeted"`` maps the steering layers to proportionally placed parent layers. Each
+    concept's transfer is fitted without that concept's own texts (``anchor_mode=
+    "leave_concept_out"``, see :func:`xsteer.fidelity.readout.concept_anchor_texts`) or with them
+    (``"shared"``: the map then sees the very texts that define the concept)."""
     from xsteer.concepts import Concept, load_concept
     from xsteer.extract import collect_activations, extract_vectors, random_vectors
-    from xsteer.fidelity.readout import default_anchor_texts
+    from xsteer.fidelity.readout import check_anchor_mode, concept_anchor_texts, default_anchor_texts
     from xsteer.fidelity.where import steerable_layers, targeted_map
     from xsteer.transfer import ModelInfo, Transfer, anchor_groups, anchor_hash, collect_anchor_activations
     from xsteer.transfer import anchor_texts as clean
 
     t0 = time.perf_counter()
     strengths = check_strengths(strengths)
+    check_anchor_mode(anchor_mode)
     if hasattr(concepts, "concepts"):  # a readout FidelityResult
         concepts = [c.concept for c in concepts.concepts]
     concepts = [c if isinstance(c, Concept) else load_concept(c, n=n, seed=seed, data_dir=data_dir) for c in concepts]
@@ -504,7 +510,7 @@ def steering_fidelity(
     prompts = list(NEUTRAL_PROMPTS[:n_prompts]) if n_prompts <= len(NEUTRAL_PROMPTS) else None
     if prompts is None:
         raise ValueError(f"n_prompts={n_prompts} exceeds the {len(NEUTRAL_PROMPTS)} built-in neutral prompts; pass fewer.")
-    texts, anchors = default_anchor_texts(judged, data_dir=data_dir, seed=seed)
+    texts, anchors = default_anchor_texts(concepts, data_dir=data_dir, seed=seed)
     texts = clean(texts)
     acts = [collect_anchor_activations(m, texts, None, ("last",), 16, progress) for m in (parent, child)]
     infos = [ModelInfo.from_model(m) for m in (parent, child)]
@@ -520,8 +526,12 @@ def steering_fidelity(
             where[concept.name] = found.to_dict()
             band = found.best
         spec = targeted_map(band, infos[0].n_layers, infos[1].n_layers) if layer_map == "targeted" else layer_map
-        tr = Transfer(spec, adapter).fit_activations(acts[0], acts[1], infos[0], infos[1],
-                                                     groups=anchor_groups(len(texts), 1), anchor_hash=anchor_hash(texts, ("last",)))
+        kept = concept_anchor_texts(texts, concept, anchor_mode)
+        keep = set(kept)
+        rows = torch.tensor([i for i, t in enumerate(texts) if t in keep])
+        sub = [{l: a[rows] for l, a in side.items()} for side in acts]
+        tr = Transfer(spec, adapter).fit_activations(sub[0], sub[1], infos[0], infos[1],
+                                                     groups=anchor_groups(len(kept), 1), anchor_hash=anchor_hash(kept, ("last",)))
         band = [l for l in band if l in tr.layer_map_.mapping_]
         if not band:
             raise ValueError(f"The {layer_map} layer map reaches none of the steering layers; use layer_map='targeted'.")
@@ -531,7 +541,7 @@ def steering_fidelity(
         neg = collect_activations(child, [p.negative for p in concept.train], band)
         moved = tr.apply(pvec, (pos, neg))
         transfers[concept.name] = {"layer_pairs": moved.provenance["layer_pairs"], "r2": moved.provenance["r2"],
-                                   "n_anchor_rows": tr.n_anchors_, "adapter": adapter, "layer_map": layer_map,
+                                   "n_anchor_rows": tr.n_anchors_, "anchor_mode": anchor_mode, "adapter": adapter, "layer_map": layer_map,
                                    "cos_own": {str(l): float(moved[l] @ own[l]) for l in band}}
         band_own = restrict(own, band)
         randoms = [random_vectors(band_own, seed=1000 * seed + k + 1) for k in range(n_random)]
@@ -544,7 +554,7 @@ def steering_fidelity(
         settings={"strengths": strengths, "layers": None if layers is None else list(layers), "layer_map": layer_map,
                   "adapter": adapter, "n_prompts": n_prompts, "n_random": n_random, "max_new_tokens": max_new_tokens,
                   "where_prompts": where_prompts, "where_strengths": list(where_strengths), "n": n, "seed": seed,
-                  "anchors": anchors, "method": "mean_diff", "pooling": "last"},
+                  "anchors": anchors, "anchor_mode": anchor_mode, "method": "mean_diff", "pooling": "last"},
         timing={"anchors_s": t_anchor, "total_s": time.perf_counter() - t0},
     )
 
