@@ -401,6 +401,109 @@ def steering_fidelity_cmd(
     typer.echo(f"\nReport: {out / 'steering.md'}")
 
 
+class _ExportRequest:
+    """What `xsteer export` hands a format's writer: the vectors, λ and its scale, the output path,
+    and the model (loaded on first use, only by formats that need it)."""
+
+    def __init__(self, vectors, lam: float, scale: str, model_spec: Optional[str], layers, out: Path):
+        self.vectors, self.lam, self.scale, self.model_spec, self.layers, self.out = (
+            vectors, lam, scale, model_spec, layers, out,
+        )
+        self._model = None
+
+    def model(self, why: str):
+        """The model given by --model (checked against the vectors), or a one-line error saying why it is needed."""
+        if self.model_spec is None:
+            raise ValueError(f"{why} needs the model the vectors steer; pass --model (e.g. --model smollm2-135m).")
+        if self._model is None:
+            from xsteer.models import load_model
+
+            self._model = load_model(self.model_spec)
+            self.vectors.check_compatible(self._model)
+        return self._model
+
+
+def _export_lm_eval(req: _ExportRequest) -> tuple[Path, str]:
+    from xsteer.interop.lm_eval import to_lm_eval
+
+    model = req.model("--scale relative (λ × the median residual norm per layer)") if req.scale == "relative" else None
+    if model is None and req.model_spec is not None:
+        model = req.model("checking the vectors")
+    path = to_lm_eval(req.vectors, req.out, req.lam, scale=req.scale, model=model, layers=req.layers)
+    return path, ("lm_eval --model steered --model_args pretrained=<HF folder of the model>,"
+                  f"steer_path={path} --tasks ...")
+
+
+def _export_gguf(req: _ExportRequest) -> tuple[Path, str]:
+    if req.scale != "absolute":
+        raise ValueError(
+            "--format gguf writes unit vectors that llama.cpp scales by one number for every layer; use "
+            "--scale absolute (pass λ to llama.cpp), since relative λ differs per layer."
+        )
+    vectors = req.vectors if req.layers is None else req.vectors.select(req.layers)
+    path = vectors.to_gguf(req.out)
+    return path, f"llama-cli -m <model>.gguf --control-vector-scaled {path} {req.lam:g} ..."
+
+
+#: --format → writer(request) -> (path written, how to use it). Add an entry for a new format.
+_EXPORT_FORMATS = {
+    "lm-eval": _export_lm_eval,
+    "gguf": _export_gguf,
+}
+
+
+def _layer_list(text: Optional[str]) -> Optional[list[int]]:
+    """'6-19' or '3,5,7' (or a mix, '1-3,8') → layers; None → every layer of the vectors."""
+    if not text:
+        return None
+    layers: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            lo, dash, hi = part.partition("-")
+            layers += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+    except ValueError:
+        raise ValueError(f"--layers must look like 6-19 or 3,5,7, not {text!r}.") from None
+    return sorted(set(layers))
+
+
+@app.command()
+@_friendly
+def export(
+    vectors: Path = typer.Option(..., help="xsteer vectors (.safetensors + .json, from `extract` or a run folder)."),
+    format: str = typer.Option("lm-eval", "--format", help="lm-eval (the harness's `steered` model .pt) or gguf (llama.cpp)."),
+    lam: float = typer.Option(1.0, help="Steering strength λ, folded into the file where the format allows."),
+    scale: str = typer.Option("absolute", help="absolute (λ·v) or relative (λ·median‖h_l‖·v; needs --model)."),
+    model: Optional[str] = typer.Option(None, help="The model the vectors steer (needed for --scale relative; checks width and depth)."),
+    layers: Optional[str] = typer.Option(None, help="Only these layers, e.g. 6-19 or 3,5,7 (default: all)."),
+    out: Path = typer.Option(..., help="File to write (.pt for lm-eval, .gguf for gguf)."),
+    debug: bool = _DEBUG,
+):
+    """Write steering vectors at strength λ in another tool's format (lm-evaluation-harness, llama.cpp)."""
+    import math
+
+    from xsteer.checks import check_choice
+    from xsteer.models import check_model_spec
+    from xsteer.vectors import SteeringVectors
+
+    check_choice("format", format, tuple(_EXPORT_FORMATS))
+    check_choice("scale", scale, ("absolute", "relative"))
+    if not math.isfinite(lam):
+        raise ValueError(f"--lam must be a finite number, not {lam}.")
+    if model is not None:
+        check_model_spec(model)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name such as steer.pt.")
+    vecs = SteeringVectors.load(vectors)
+    wanted = _layer_list(layers)
+    if wanted is not None:
+        missing = [l for l in wanted if l not in vecs.directions]
+        if missing:
+            raise ValueError(f"--layers {layers}: no vectors at layers {missing}; {vectors} has layers {vecs.layers}.")
+    path, usage = _EXPORT_FORMATS[format](_ExportRequest(vecs, lam, scale, model, wanted, out))
+    typer.echo(f"Wrote {format} steering file {path} ({len(wanted or vecs.layers)} layers, λ={lam:g}, scale={scale})")
+    typer.echo(f"Use: {usage}")
+
+
 # ---- end of commands ----
 
 
