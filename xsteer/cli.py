@@ -247,6 +247,8 @@ def fidelity(
     steering: bool = typer.Option(False, "--steering/--no-steering", help="Also run the behavioural dose-response."),
     reverse: bool = typer.Option(False, "--reverse", help="Also child -> parent, from the same activations."),
     anchor_questions: int = typer.Option(256, help="ARC-Easy train questions added to the anchors (0: none)."),
+    anchors_mode: str = typer.Option("leave_concept_out", "--anchors", help="leave_concept_out: each concept's "
+                                     "transfer is fitted without its own texts; shared: with them."),
     out: Path = typer.Option(Path("runs/fidelity"), help="Folder for report.md, report.json and figures."),
     cache: Optional[Path] = typer.Option(None, help="Activation cache (default OUT/cache): an interrupted run resumes."),
     seed: int = typer.Option(0),
@@ -262,6 +264,9 @@ def fidelity(
     from xsteer.fidelity.report import format_summary_table
     from xsteer.models import load_model
 
+    from xsteer.fidelity.readout import check_anchor_mode
+
+    check_anchor_mode(anchors_mode)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]
     the_concepts = [load_concept(name, n=n, seed=seed, data_dir=data_dir) for name in split(concepts)]
     anchors, about = default_anchor_texts(the_concepts, data_dir=data_dir, n_task=anchor_questions, seed=seed)
@@ -279,13 +284,15 @@ def fidelity(
     directions = [(parent, child)] + ([(child, parent)] if reverse else [])
     for p_name, c_name in directions:
         result = fidelity_from_acts(acts[p_name], acts[c_name], the_concepts, layer_maps=split(layer_maps),
-                                    adapters=split(adapters), anchor_texts=anchors, anchors=about, method=method,
+                                    adapters=split(adapters), anchor_texts=anchors, anchors=about,
+                                    anchor_mode=anchors_mode, method=method,
                                     n_random=n_random, seed=seed)
         if steering:  # the behavioural half lives in xsteer.fidelity.steering (it fills result.steering)
             from xsteer.fidelity.steering import steering_fidelity
 
             p_model, c_model = get(p_name), get(c_name)
-            result.steering = steering_fidelity(p_model, c_model, result, seed=seed, data_dir=data_dir)
+            result.steering = steering_fidelity(p_model, c_model, result, anchor_mode=anchors_mode, seed=seed,
+                                                data_dir=data_dir)
         where = out if len(directions) == 1 else out / f"{p_name}_to_{c_name}".replace("/", "_")
         paths = write_report(result, where)
         for c in result.concepts:
@@ -369,6 +376,9 @@ def steering_fidelity_cmd(
     out: Path = typer.Option(Path("runs/steering-fidelity"), help="Folder for steering.md, steering.json, figures."),
     seed: int = typer.Option(0),
     data_dir: Optional[Path] = typer.Option(None, help="Benchmark data (extra anchor questions)."),
+    anchors_mode: str = typer.Option("leave_concept_out", "--anchors", help="leave_concept_out: each concept's "
+                                     "transfer is fitted without its own texts; shared: with them."),
+    reverse: bool = typer.Option(False, "--reverse", help="Swap the roles: the child's vectors into the parent."),
     debug: bool = _DEBUG,
 ):
     """Behavioural steering fidelity: dose-response of transferred vs child-own vs random vectors on
@@ -380,16 +390,21 @@ def steering_fidelity_cmd(
     from xsteer.fidelity.steering import format_markdown, steering_fidelity
     from xsteer.models import load_model
 
+    from xsteer.fidelity.readout import check_anchor_mode
+
+    check_anchor_mode(anchors_mode)
     floats = lambda s: [float(x) for x in s.split(",") if x.strip()]
     band = None
     if layers:
         lo, _, hi = layers.partition("-")
         band = list(range(int(lo), int(hi or lo) + 1))
     p, c = load_model(parent), load_model(child)
+    if reverse:
+        p, c = c, p
     result = steering_fidelity(
         p, c, [x.strip() for x in concepts.split(",") if x.strip()], strengths=floats(strengths), layers=band,
         n_prompts=prompts, n_random=n_random, max_new_tokens=tokens, where_prompts=where_prompts,
-        where_strengths=floats(where_strengths), seed=seed, data_dir=data_dir,
+        where_strengths=floats(where_strengths), anchor_mode=anchors_mode, seed=seed, data_dir=data_dir,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "steering.md").write_text(format_markdown(result), encoding="utf-8")
