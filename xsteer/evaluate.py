@@ -247,14 +247,24 @@ class Evaluator:
         )
 
     def _prompt_ids(self, example: Example, chat: bool) -> tuple[str, list[int], list[int]]:
-        """A prompt's text and the token ids of its shared prefix and of its own suffix, tokenized
-        apart so that the prefix is the same token sequence for every example. ``chat=False``
-        renders the plain format."""
+        """A prompt's text and the token ids of its shared prefix and of its own suffix: the whole
+        text tokenized at once (as Hugging Face and lm-evaluation-harness do), cut at the last token
+        that ends inside the prefix text. Tokenizing the parts apart would differ where a token
+        spans the seam: byte-level BPE writes a prefix's closing "\n\n" as one token alone but as
+        two before a word. The prefix is the same token sequence for every example whose suffix
+        starts alike (``_layout`` checks before sharing its KV cache). ``chat=False`` renders the
+        plain format."""
         rendered = self.task.prompt(example, self.tokenizer if chat else None)
         special = not rendered.chat  # a chat template already wrote BOS
-        prefix = self.tokenizer(rendered.prefix, add_special_tokens=special)["input_ids"]
-        suffix = self.tokenizer(rendered.suffix, add_special_tokens=False)["input_ids"]
-        return rendered.text, prefix, suffix
+        try:
+            enc = self.tokenizer(rendered.text, add_special_tokens=special, return_offsets_mapping=True)
+        except NotImplementedError:  # a slow tokenizer has no offsets: tokenize the parts apart
+            prefix = self.tokenizer(rendered.prefix, add_special_tokens=special)["input_ids"]
+            suffix = self.tokenizer(rendered.suffix, add_special_tokens=False)["input_ids"]
+            return rendered.text, prefix, suffix
+        ids, seam = enc["input_ids"], len(rendered.prefix)
+        cut = next((i for i, (_, end) in enumerate(enc["offset_mapping"]) if end > seam), len(ids))
+        return rendered.text, ids[:cut], ids[cut:]
 
     def _prefix_cache(self, prefix: list[int], vectors, lams: list[float]):
         """KV cache of the shared prefix, computed once per distinct λ and gathered per row."""
