@@ -115,9 +115,13 @@ def _cut(text: str, stops: list[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def parity(smollm2, data_dir, tmp_path_factory):
+def lm_eval_venv():
+    _require_lm_eval_venv()  # before any model loads
+
+
+@pytest.fixture(scope="module")
+def parity(lm_eval_venv, smollm2, data_dir, tmp_path_factory):
     """xsteer's and lm-eval's results on the same items, unsteered and steered."""
-    _require_lm_eval_venv()
     from xsteer.evaluate import Evaluator
     from xsteer.interop.lm_eval import to_lm_eval
     from xsteer.models import _convert_gguf, embedded_gguf_path
