@@ -137,9 +137,8 @@ class OpenPrompts:
 
     def prompt_ids(self, example: Example, tokenizer) -> list[int]:
         """Token ids of the rendered prompt, as the Evaluator feeds them."""
-        rendered = self.prompt(example, tokenizer)
-        prefix = tokenizer(rendered.prefix, add_special_tokens=not rendered.chat)["input_ids"]
-        return prefix + tokenizer(rendered.suffix, add_special_tokens=False)["input_ids"]
+        rendered = self.prompt(example, tokenizer)  # the whole text at once, as the Evaluator tokenizes it
+        return tokenizer(rendered.text, add_special_tokens=not rendered.chat)["input_ids"]
 
 
 def restrict(vectors: SteeringVectors, layers: Sequence[int]) -> SteeringVectors:
