@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # TORCH_SPEC="torch" (or their CUDA build) before `make`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test bench clean clean-cache
+.PHONY: setup interop-venvs run test bench interop clean clean-cache
 
 setup: $(VENV)/.installed
 
@@ -23,7 +23,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 run: setup
 	$(VENV)/bin/xsteer run
 
-test: setup
+# The other tools the interop tests run in their own venvs (each script is idempotent): the
+# lm-evaluation-harness, repeng and steering-vectors. Without them those tests skip (fail under CI=true).
+interop-venvs: setup
+	bash scripts/setup_lm_eval.sh
+	bash benchmarks/peer_runner/setup.sh
+
+test: setup interop-venvs
 	$(PY) -m pytest -q --nbmake tests examples/quickstart.ipynb
 
 bench: setup
@@ -31,7 +37,7 @@ bench: setup
 
 # The venv; run folders (runs/) are kept.
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-lm-eval .venv-repeng .venv-steering-vectors .llamacpp
 
 # The converted model cache (~1.8 GB): $XSTEER_CACHE, else ~/.cache/xsteer.
 clean-cache:
