@@ -35,6 +35,12 @@ test: setup interop-venvs
 bench: setup
 	$(PY) -m benchmarks
 
+# Opt-in: build llama.cpp once from the llama-cpp-python sdist (~25 min on 2 cores) and check that it
+# steers with xsteer's control vectors as xsteer does (results in docs/interop.md).
+interop: setup
+	bash scripts/build_llamacpp.sh
+	$(PY) scripts/llamacpp_check.py --f32
+
 # The venv; run folders (runs/) are kept.
 clean:
 	rm -rf $(VENV) .venv-lm-eval .venv-repeng .venv-steering-vectors .llamacpp

@@ -260,3 +260,20 @@ def test_cli_export_errors(tiny, tmp_path, args, message):
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert len(res.output.strip().splitlines()) == 1  # one line that names the fix
+
+
+@pytest.mark.parametrize("fmt, suffix", [("repeng", "gguf"), ("steering-vectors", "pt")])
+def test_cli_export_peer_formats_round_trip(tiny, tmp_path, fmt, suffix):
+    from xsteer.interop import from_repeng, from_steering_vectors
+
+    v = _vectors(tiny)
+    stem = v.save(tmp_path / "vecs")
+    out = tmp_path / f"steer.{suffix}"
+    res = CliRunner().invoke(app, ["export", "--vectors", str(stem), "--format", fmt, "--lam", "0.5",
+                                   "--model", "tiny:llama:3:64:0", "--layers", "1-2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    read = from_repeng if fmt == "repeng" else from_steering_vectors
+    back, strength = read(out, model=tiny)
+    assert back.layers == [1, 2] and strength == pytest.approx({1: 0.5, 2: 0.5})
+    for l in (1, 2):
+        torch.testing.assert_close(back[l], v[l], atol=1e-6, rtol=0)

@@ -460,10 +460,27 @@ def _export_gguf(req: _ExportRequest) -> tuple[Path, str]:
     return path, f"llama-cli -m <model>.gguf --control-vector-scaled {path} {req.lam:g} ..."
 
 
+def _export_peer(writer_name: str, usage: str):
+    """An export entry for a writer of ``xsteer.interop.peers`` (λ folded into the vectors)."""
+
+    def run(req: _ExportRequest) -> tuple[Path, str]:
+        from xsteer.interop import peers
+
+        model = req.model("--scale relative (λ × the median residual norm per layer)") if req.scale == "relative" else None
+        if model is None and req.model_spec is not None:
+            model = req.model("checking the vectors")
+        path = getattr(peers, writer_name)(req.vectors, req.out, req.lam, scale=req.scale, model=model, layers=req.layers)
+        return path, usage.format(path=path)
+
+    return run
+
+
 #: --format → writer(request) -> (path written, how to use it). Add an entry for a new format.
 _EXPORT_FORMATS = {
     "lm-eval": _export_lm_eval,
     "gguf": _export_gguf,
+    "repeng": _export_peer("to_repeng", "ControlModel(model, layers).set_control(ControlVector.import_gguf('{path}'), 1.0)"),
+    "steering-vectors": _export_peer("to_steering_vectors", "with SteeringVector(**torch.load('{path}')).apply(model): ..."),
 }
 
 
@@ -485,7 +502,7 @@ def _layer_list(text: Optional[str]) -> Optional[list[int]]:
 @_friendly
 def export(
     vectors: Path = typer.Option(..., help="xsteer vectors (.safetensors + .json, from `extract` or a run folder)."),
-    format: str = typer.Option("lm-eval", "--format", help="lm-eval (the harness's `steered` model .pt) or gguf (llama.cpp)."),
+    format: str = typer.Option("lm-eval", "--format", help="lm-eval (the harness's `steered` model .pt), gguf (llama.cpp, unit vectors), repeng (GGUF, λ folded in) or steering-vectors (.pt)."),
     lam: float = typer.Option(1.0, help="Steering strength λ, folded into the file where the format allows."),
     scale: str = typer.Option("absolute", help="absolute (λ·v) or relative (λ·median‖h_l‖·v; needs --model)."),
     model: Optional[str] = typer.Option(None, help="The model the vectors steer (needed for --scale relative; checks width and depth)."),
@@ -493,7 +510,8 @@ def export(
     out: Path = typer.Option(..., help="File to write (.pt for lm-eval, .gguf for gguf)."),
     debug: bool = _DEBUG,
 ):
-    """Write steering vectors at strength λ in another tool's format (lm-evaluation-harness, llama.cpp)."""
+    """Write steering vectors at strength λ in another tool's format (lm-evaluation-harness, llama.cpp,
+    repeng, steering-vectors)."""
     import math
 
     from xsteer.checks import check_choice
