@@ -60,7 +60,7 @@ def test_judges_on_obvious_sentences():
     s = SentimentJudge().score(["I love this wonderful, happy day!", "This is awful, I hate it."])
     assert s[0] > 0.5 and s[1] < -0.5
     lang = LanguageJudge().score(["The cat is sleeping on the sofa.", "Le chat dort sur le canapé.", ""])
-    assert lang[0] < 0.2 and lang[1] > 0.8 and lang[2] == 0.5
+    assert lang[0] < 0.2 and lang[1] > 0.8 and lang[2] == 0.0  # silence is not French
     assert make_judge("language").name == "language"
 
 
@@ -183,6 +183,24 @@ def test_where_bands_and_targeted_map():
     assert layer_bands(10, 5, 4) == [[0, 1, 2, 3, 4], [4, 5, 6, 7, 8], [5, 6, 7, 8, 9]]
     m = targeted_map([20, 25, 29], n_parent_layers=18, n_child_layers=30)
     assert m.mapping == {20: 12, 25: 15, 29: 17}
+
+
+def test_a_band_that_silences_the_child_ranks_last(tiny, monkeypatch):
+    """Every text empty at a strength (NLL undefined) is no steerability: hand-made curves, ranked."""
+    import xsteer.fidelity.where as where
+    from xsteer.fidelity.steering import Curve
+
+    def curve(label, judge, nll):
+        j, n = np.array(judge, float), np.array(nll, float)
+        return Curve("own", label, [0.1], j, n, np.ones_like(j), np.ones_like(j), [[""] * j.shape[1]])
+
+    base = curve("baseline", [[0.0, 0.0]], [[2.0, 2.0]])
+    curves = {"band0-1": curve("band0-1", [[0.5, 0.5]], [[np.nan, np.nan]]),  # silent: judge 0.5, no NLL
+              "band1-2": curve("band1-2", [[0.2, 0.4]], [[3.0, 3.0]])}
+    monkeypatch.setattr(where, "run_curves", lambda *a, **k: (base, curves, {}))
+    res = where.steerable_layers(tiny, _vectors(tiny, 0), LetterJudge(), bands=[[0, 1], [1, 2]], strengths=[0.1])
+    assert res.best == [1, 2]
+    assert res.bands[0].score == pytest.approx(0.3 / 1.0) and res.bands[1].score == 0.0
 
 
 def test_bad_strengths_and_layers(tiny):

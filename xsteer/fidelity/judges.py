@@ -57,8 +57,9 @@ class SentimentJudge:
 
 
 class LanguageJudge:
-    """P(French) / (P(French) + P(English)) from lingua restricted to those two languages; 0.5 where
-    lingua finds no evidence either way (e.g. an empty text)."""
+    """P(French) / (P(French) + P(English)) from lingua restricted to those two languages; 0 where
+    lingua finds no evidence either way (an empty or degenerate text earns no credit as French: a
+    vector that makes the child fall silent must not score as half-way to French)."""
 
     name = "language"
 
@@ -73,7 +74,7 @@ class LanguageJudge:
         for values in self._detector.compute_language_confidence_values_in_parallel(list(texts)):
             conf = {v.language: v.value for v in values}
             fr, en = conf.get(self._fr, 0.0), conf.get(self._en, 0.0)
-            out.append(fr / (fr + en) if fr + en > 0 else 0.5)
+            out.append(fr / (fr + en) if fr + en > 0 else 0.0)
         return np.array(out, dtype=float)
 
 

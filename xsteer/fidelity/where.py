@@ -89,7 +89,8 @@ def steerable_layers(
     scores = []
     for b, label in zip(bands, sets):
         shift, cost = (x[1:] for x in _shift_cost(curves[label], base))
-        score = float(np.max(shift / np.maximum(cost, COST_FLOOR)))
+        # no completion to cost at a strength (every text empty): the band silences the child there
+        score = float(np.max(shift / np.maximum(np.nan_to_num(cost, nan=np.inf), COST_FLOOR)))
         scores.append(BandScore(b, curves[label].strengths, shift.tolist(), cost.tolist(), score))
     return WhereResult(judge.name, sorted(scores, key=lambda s: -s.score))
 
