@@ -51,6 +51,23 @@ def scaled(
 ) -> dict[int, torch.Tensor]:
     """Raw vectors λ·c_l·v_l per layer (c_l = 1 for ``"absolute"``, m_l for ``"relative"``): what
     xsteer's ``steer(model, vectors, lam, scale=scale)`` adds to ``blocks.{l}.hook_resid_post``."""
+    lam, factors = scale_factors(vectors, lam, scale=scale, model=model, norms=norms, layers=layers,
+                                 why="folds into each exported vector")
+    return {l: vectors[l] * (lam * c) for l, c in factors.items()}
+
+
+def scale_factors(
+    vectors: SteeringVectors,
+    lam: float,
+    *,
+    scale: str,
+    model: Any,
+    norms: Mapping[int, float] | None,
+    layers: Sequence[int] | None,
+    why: str,
+) -> tuple[float, dict[int, float]]:
+    """(λ checked finite, c_l per exported layer): c_l = 1 for ``"absolute"``, m_l for ``"relative"``;
+    the vectors checked against ``model`` and for every requested layer."""
     lam = float(lam)
     if not math.isfinite(lam):
         raise ValueError(f"λ must be a finite number, not {lam}.")
@@ -62,10 +79,8 @@ def scaled(
     if missing:
         raise ValueError(f"No steering vector for layers {missing}; available: {vectors.layers}.")
     if scale == "relative":
-        factors = relative_norms(layers, model, norms, "folds into each exported vector")
-    else:
-        factors = {l: 1.0 for l in layers}
-    return {l: vectors[l] * (lam * factors[l]) for l in layers}
+        return lam, relative_norms(layers, model, norms, why)
+    return lam, {l: 1.0 for l in layers}
 
 
 def model_shape(model: Any, d_model: int | None, n_layers: int | None) -> tuple[int | None, int | None]:

@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from xsteer.interop._raw import check_scale, relative_norms, scale_factors
 from xsteer.vectors import SteeringVectors
 
 __all__ = ["HOOKPOINT", "from_lm_eval", "hookpoint", "lm_eval_config", "to_lm_eval"]
@@ -47,30 +48,6 @@ def hookpoint(layer: int) -> str:
     return HOOKPOINT.format(int(layer))
 
 
-def _relative_norms(
-    layers: Sequence[int], model: Any, norms: Mapping[int, float] | None, why: str
-) -> dict[int, float]:
-    """m_l per layer, from ``norms`` or measured on ``model`` (``xsteer.steer.residual_norms``)."""
-    if norms is None:
-        if model is None:
-            raise ValueError(
-                f"scale='relative' {why} the model's median residual norm m_l; pass model= (the model the "
-                "vectors steer) or norms= (xsteer.steer.residual_norms(model))."
-            )
-        from xsteer.steer import residual_norms
-
-        norms = residual_norms(model)
-    missing = [l for l in layers if l not in norms]
-    if missing:
-        raise ValueError(f"norms has no value for layers {missing}; pass residual_norms(model) of the steered model.")
-    return {l: float(norms[l]) for l in layers}
-
-
-def _check_scale(scale: str) -> None:
-    if scale not in ("absolute", "relative"):
-        raise ValueError(f"scale must be 'absolute' or 'relative', not {scale!r}.")
-
-
 def lm_eval_config(
     vectors: SteeringVectors,
     lam: float,
@@ -82,20 +59,9 @@ def lm_eval_config(
 ) -> dict[str, dict[str, Any]]:
     """The ``steered``-model dictionary: hookpoint ``layers.{l}`` → unit vector with coefficient
     λ·c_l (c_l = 1 for ``scale="absolute"``, the median residual norm m_l for ``"relative"``)."""
-    lam = float(lam)
-    if not math.isfinite(lam):
-        raise ValueError(f"λ must be a finite number, not {lam}.")
-    if model is not None:
-        vectors.check_compatible(model)
-    layers = list(vectors.layers if layers is None else layers)
-    missing = [l for l in layers if l not in vectors.directions]
-    if missing:
-        raise ValueError(f"No steering vector for layers {missing}; available: {vectors.layers}.")
-    _check_scale(scale)
-    if scale == "relative":
-        factors = _relative_norms(layers, model, norms, "folds into each coefficient")
-    else:
-        factors = {l: 1.0 for l in layers}
+    lam, factors = scale_factors(vectors, lam, scale=scale, model=model, norms=norms, layers=layers,
+                                 why="folds into each coefficient")
+    layers = list(factors)
     about = {
         "model_name": vectors.model_name, "d_model": vectors.d_model, "n_layers": vectors.n_layers,
         "method": vectors.method, "seed": vectors.seed, "data_hash": vectors.data_hash,
@@ -190,7 +156,7 @@ def from_lm_eval(
     (absolute scale). ``model`` (a bridge or HF model), else ``d_model`` / ``n_layers``, checks
     the vectors' width and layers; a file written by xsteer carries its own model name and depth.
     """
-    _check_scale(scale)
+    check_scale(scale)
     path = Path(path)
     config = _load(path)
     entries: dict[int, tuple[torch.Tensor, float]] = {}
@@ -259,7 +225,7 @@ def from_lm_eval(
         else:
             directions[layer], strengths[layer] = vec / norm, coef * norm
     if scale == "relative":
-        factors = _relative_norms(list(strengths), model, norms, "divides each coefficient by")
+        factors = relative_norms(list(strengths), model, norms, "divides each coefficient by")
         strengths = {l: s / factors[l] for l, s in strengths.items()}
     per_layer = lambda name: {l: m[name] for l, m in metas.items() if m.get(name) is not None}
     vectors = SteeringVectors(
