@@ -38,3 +38,18 @@ def tiny_llama():
     from xsteer.models import tiny_model
 
     return tiny_model("llama", n_layers=3, d_model=64, seed=0)
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Every model load attempted during the test (none may happen for bad input)."""
+    import xsteer.models
+
+    calls = []
+
+    def refuse(spec, *a, **k):
+        calls.append(str(spec))
+        raise AssertionError(f"a model was loaded: {spec}")
+
+    monkeypatch.setattr(xsteer.models, "load_model", refuse)
+    return calls

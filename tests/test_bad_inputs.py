@@ -12,24 +12,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import xsteer.models
 from xsteer.cli import app
 from xsteer.pipeline import TransferConfig, run_transfer
 
 TINY = ["--parent", "tiny:llama:3:64:0", "--child", "tiny:qwen3:4:48:1"]
-
-
-@pytest.fixture
-def loads(monkeypatch):
-    """Every model load attempted during the test (none may happen for bad input)."""
-    calls = []
-
-    def refuse(spec, *a, **k):
-        calls.append(str(spec))
-        raise AssertionError(f"a model was loaded: {spec}")
-
-    monkeypatch.setattr(xsteer.models, "load_model", refuse)
-    return calls
 
 
 def _cli(args):

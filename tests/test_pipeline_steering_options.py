@@ -9,7 +9,6 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-import xsteer.models
 from xsteer import pipeline
 from xsteer.cli import app
 from xsteer.evaluate import Evaluator
@@ -36,19 +35,6 @@ def models():
 @pytest.fixture(autouse=True)
 def _no_png(monkeypatch):
     monkeypatch.setenv("XSTEER_PNG", "0")
-
-
-@pytest.fixture
-def loads(monkeypatch):
-    """Every model load attempted during the test (none may happen for bad input)."""
-    calls = []
-
-    def refuse(spec, *a, **k):
-        calls.append(str(spec))
-        raise AssertionError(f"a model was loaded: {spec}")
-
-    monkeypatch.setattr(xsteer.models, "load_model", refuse)
-    return calls
 
 
 def _records(out):
