@@ -236,30 +236,54 @@ class SteeringVectors:
         Tensor ``direction.{l}`` (F32, 1-D) is the vector added to the output of block ``l``.
         llama.cpp has no slot for block 0, so a vector at layer 0 is skipped with a warning.
         """
-        import gguf
+        keep = control_vector_layers(self.layers, path)
+        return write_control_vector(path, {l: self.directions[l] for l in keep}, self.model_name)
 
-        path = Path(path)
-        path = path if path.suffix == ".gguf" else path.with_name(path.name + ".gguf")
-        layers = [l for l in self.layers if l > 0]
-        if 0 in self.directions:
-            warnings.warn(
-                "llama.cpp control vectors cannot steer block 0; the layer-0 vector is left out of "
-                f"{path.name}. Extract at layers >= 1 if you need every vector in llama.cpp.",
-                UserWarning,
-                stacklevel=2,
-            )
-        if not layers:
-            raise ValueError(
-                "Only a layer-0 vector is present, which llama.cpp cannot use; export vectors at layers >= 1."
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = gguf.GGUFWriter(str(path), "controlvector")
-        writer.add_string("controlvector.model_hint", self.model_name)
-        writer.add_uint32("controlvector.layer_count", len(layers))
-        for l in layers:
-            writer.add_tensor(f"direction.{l}", self.directions[l].numpy())
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        return path
+
+#: ``general.architecture`` of a llama.cpp control-vector GGUF.
+CONTROL_VECTOR_ARCH = "controlvector"
+
+
+def gguf_path(path: str | Path) -> Path:
+    """``path`` with a ``.gguf`` suffix."""
+    path = Path(path)
+    return path if path.suffix == ".gguf" else path.with_name(path.name + ".gguf")
+
+
+def control_vector_layers(layers: Iterable[int], path: str | Path) -> list[int]:
+    """The layers a llama.cpp control vector at ``path`` can hold: block 0 has no slot there (and a
+    file with one is refused whole), so it is left out with a warning; nothing left is an error."""
+    layers = list(layers)
+    if 0 in layers:
+        warnings.warn(
+            "llama.cpp control vectors cannot steer block 0; the layer-0 vector is left out of "
+            f"{gguf_path(path).name}. Extract at layers >= 1 if you need every vector in llama.cpp.",
+            UserWarning,
+            stacklevel=3,
+        )
+    keep = [l for l in layers if l > 0]
+    if not keep:
+        raise ValueError(
+            "Only a layer-0 vector is present, which llama.cpp cannot use; export vectors at layers >= 1."
+        )
+    return keep
+
+
+def write_control_vector(path: str | Path, directions: Mapping[int, Any], model_hint: str) -> Path:
+    """Write raw per-layer vectors (added as they are) as a control-vector GGUF; return its path."""
+    import gguf
+
+    path = gguf_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arch = CONTROL_VECTOR_ARCH
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_string(f"{arch}.model_hint", str(model_hint))
+    writer.add_uint32(f"{arch}.layer_count", len(directions))
+    for layer in sorted(directions):
+        vec = torch.as_tensor(directions[layer]).detach().to("cpu", torch.float32).numpy()
+        writer.add_tensor(f"direction.{int(layer)}", np.ascontiguousarray(vec))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -18,7 +18,6 @@ the runtime convention above is what a file means.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -26,36 +25,17 @@ import numpy as np
 import torch
 
 from xsteer.interop._raw import scaled, unscaled
-from xsteer.vectors import SteeringVectors
+from xsteer.vectors import (
+    CONTROL_VECTOR_ARCH,
+    SteeringVectors,
+    control_vector_layers,
+    write_control_vector,
+)
 
 __all__ = ["ARCH", "from_llamacpp", "read_control_vector", "to_llamacpp", "write_control_vector"]
 
 #: ``general.architecture`` of a control-vector GGUF.
-ARCH = "controlvector"
-
-
-def _gguf_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path if path.suffix == ".gguf" else path.with_name(path.name + ".gguf")
-
-
-def write_control_vector(path: str | Path, directions: Mapping[int, Any], model_hint: str) -> Path:
-    """Write raw per-layer vectors (added as they are) as a control-vector GGUF; return its path."""
-    import gguf
-
-    path = _gguf_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(str(path), ARCH)
-    writer.add_string(f"{ARCH}.model_hint", str(model_hint))
-    writer.add_uint32(f"{ARCH}.layer_count", len(directions))
-    for layer in sorted(directions):
-        vec = torch.as_tensor(directions[layer]).detach().to("cpu", torch.float32).numpy()
-        writer.add_tensor(f"direction.{int(layer)}", np.ascontiguousarray(vec))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+ARCH = CONTROL_VECTOR_ARCH
 
 
 def _string_field(reader, key: str) -> str | None:
@@ -127,17 +107,8 @@ def to_llamacpp(
     steer block 0 and refuses a file that has one.
     """
     raw = scaled(vectors, lam, scale=scale, model=model, norms=norms, layers=layers)
-    if 0 in raw:
-        warnings.warn(
-            "llama.cpp control vectors cannot steer block 0; the layer-0 vector is left out of "
-            f"{_gguf_path(path).name}. Extract at layers >= 1 if you need every vector in llama.cpp.",
-            UserWarning,
-            stacklevel=2,
-        )
-        raw.pop(0)
-    if not raw:
-        raise ValueError("Only a layer-0 vector is present, which llama.cpp cannot use; export vectors at layers >= 1.")
-    return write_control_vector(path, raw, vectors.model_name)
+    keep = control_vector_layers(raw, path)
+    return write_control_vector(path, {l: raw[l] for l in keep}, vectors.model_name)
 
 
 def from_llamacpp(
