@@ -45,3 +45,20 @@ def test_sliding_window_by_layer_types():
     assert sliding_window(tiny_model("qwen3", sliding_window=8).original_model.config) is None  # no sliding layers
     assert sliding_window(tiny_model("gemma3", sliding_window=16).original_model.config) == 16
     assert sliding_window(tiny_model("mistral", sliding_window=16).original_model.config) == 16
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_token_logprobs_equal_log_softmax_of_the_models_logits(arch):
+    model = tiny_model(arch, n_layers=2, d_model=64, seed=2)
+    view = plain_view(model)
+    with torch.no_grad():  # logits far beyond gemma2's soft cap of 30, so a missed cap shows
+        view.model.get_output_embeddings().weight.mul_(200)
+    ids = torch.randint(3, 250, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        reference = torch.log_softmax(view.model(ids).logits.float(), dim=-1)  # soft-capped by the model itself
+        hidden = view.model.get_decoder()(ids).last_hidden_state
+        rows, cols = torch.meshgrid(torch.arange(2), torch.arange(9), indexing="ij")
+        tokens = torch.randint(0, reference.shape[-1], (18,), generator=torch.Generator().manual_seed(2))
+        got = view.token_logprobs(hidden[rows.flatten(), cols.flatten()], tokens, chunk=4)  # chunks: 4, 4, 4, 4, 2
+    expected = reference[rows.flatten(), cols.flatten(), tokens]
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-5)

@@ -190,6 +190,7 @@ class Evaluator:
                         pending = []
                 self.store.add(pending)
         else:
+            todo.sort(key=self._loglik_size)  # rows of like length together: less padding per batch
             for start in range(0, len(todo), self.batch_size):
                 batch = todo[start : start + self.batch_size]
                 self.store.add(self._loglik(batch, split, condition, vectors))
@@ -343,6 +344,14 @@ class Evaluator:
                 return len(tokens)
         return None
 
+    def _loglik_size(self, row: _Row) -> tuple[float, int]:
+        """A row's λ, then the tokens its scoring runs beyond the shared prefix (suffix and every
+        choice): sorting by it keeps a batch's λ values few (one prefix cache each) and its
+        lengths alike."""
+        _, _, suffix = self._prompt_ids(row.example, chat=False)
+        choices = self.task.continuations(row.example)
+        return row.lam, len(suffix) + sum(len(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
+
     @torch.inference_mode()
     def _loglik(self, batch: list[_Row], split, condition, vectors) -> list[Record]:
         """Score every choice of the plain-format prompt: the shared few-shot prefix runs once per
@@ -376,12 +385,10 @@ class Evaluator:
             key_pos = torch.cat([(mask.cumsum(-1) - 1).clamp(min=0), positions], dim=-1)
             attention = tree_attention_mask(hf.config, allowed, positions, key_pos, mask.shape[1], hf.dtype)
             with view.hooks(self._hooks(vectors, lams)), layout(lambda: Layout.of(nodes[:, :0], width)):
-                logits = hf(
+                hidden = hf.get_decoder()(
                     input_ids=nodes, attention_mask=attention, position_ids=positions,
                     past_key_values=out.past_key_values,
-                ).logits
-            logits = logits.float()
-            logits -= torch.logsumexp(logits, dim=-1, keepdim=True)  # log-probabilities, in place
+                ).last_hidden_state
         # every scored token: its choice, row, predicting node (-1: the question's end) and id
         picks = [
             (n, i, -1 if k == 0 else t.node[tuple(c[:k])], c[k])
@@ -390,8 +397,9 @@ class Evaluator:
         ]
         choice, row, node, token = torch.tensor(picks, device=device).T
         value = first[row, token]
-        if width:
-            value = torch.where(node < 0, value, logits[row, node.clamp(min=0), token])
+        inner = node >= 0  # the head runs only at trie nodes that predict a scored token
+        if inner.any():
+            value[inner] = view.token_logprobs(hidden[row[inner], node[inner]], token[inner]).to(value.dtype)
         flat = torch.zeros(int(choice.max()) + 1, device=device).index_add_(0, choice, value).tolist()
         bounds = [0, *itertools.accumulate(len(cs) for cs in conts)]
         scores = [flat[a:b] for a, b in zip(bounds, bounds[1:])]

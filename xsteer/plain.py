@@ -62,6 +62,21 @@ class PlainView:
                 handle.remove()
 
 
+    def token_logprobs(self, hidden: torch.Tensor, tokens: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+        """log p(token | final hidden state) under the model's output head (with its logit
+        soft-capping), for ``hidden`` [n, d_model] and ``tokens`` [n]: a few positions at a time,
+        so no [n, vocab] tensor of all positions is ever built."""
+        head = self.model.get_output_embeddings()
+        cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+        out = []
+        for h, t in zip(hidden.split(chunk), tokens.split(chunk)):
+            logits = head(h).float()
+            if cap is not None:
+                logits = torch.tanh(logits / cap) * cap
+            out.append(logits.gather(-1, t[:, None])[:, 0] - torch.logsumexp(logits, dim=-1))
+        return torch.cat(out) if out else hidden.new_zeros(0)
+
+
 def _replace_output(fn: Callable) -> Callable:
     def hook(module, args, output):
         if isinstance(output, tuple):
