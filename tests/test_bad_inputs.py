@@ -351,3 +351,10 @@ def test_prompt_longer_than_context_warns(tiny_llama):
             _check_prompts(tiny_llama, task, {"test": examples}, None)
     finally:
         tiny_llama.cfg.n_ctx = old
+
+
+@pytest.mark.parametrize("operator, needles", [("nope", ["Unknown steering operator"]), ("clamp", ["clamp:VALUE"])])
+def test_steering_fidelity_rejects_bad_operator_before_loading(operator, needles, tmp_path, loads):
+    result, errors = _cli(["steering-fidelity", *TINY, "--operator", operator, "--out", tmp_path / "sf"])
+    _assert_one_line(result, errors, *needles)
+    assert not loads

@@ -22,6 +22,7 @@ from xsteer.fidelity.steering import (
 )
 from xsteer.fidelity.where import layer_bands, targeted_map
 from xsteer.models import tiny_model
+from xsteer.operators import Clamp, NormPreservingAdd
 from xsteer.plain import plain_view
 from xsteer.steer import residual_norms, steering_hooks
 from xsteer.vectors import SteeringVectors
@@ -89,29 +90,30 @@ def test_completion_nll_matches_direct_forward(tiny):
     assert np.isnan(completion_nll(tiny, [prompts[0]], [[]])[0])
 
 
-def _greedy_alone(model, vectors, prompt_ids, f, n_new):
+def _greedy_alone(model, vectors, prompt_ids, f, n_new, operator=None):
     """One prompt, one strength: greedy decoding without cache, batching or drafts."""
     view = plain_view(model)
     ids = list(prompt_ids)
-    hooks = steering_hooks(model, vectors, f, scale="relative")
+    hooks = steering_hooks(model, vectors, f, scale="relative", operator=operator)
     with torch.no_grad(), view.hooks(hooks):
         for _ in range(n_new):
             ids.append(int(view.model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
     return ids[len(prompt_ids):]
 
 
-def test_batched_per_row_strength_equals_one_strength_at_a_time(tiny):
+@pytest.mark.parametrize("operator", [None, NormPreservingAdd(), Clamp(value=2.0)], ids=["add", "norm_preserving", "clamp"])
+def test_batched_per_row_strength_equals_one_strength_at_a_time(tiny, operator):
     vec = _vectors(tiny, 1)
     prompts = ["Tell me about your day.", "The weather today", "Hi"]
     strengths = [0.05, 0.5, 2.0]  # large enough on a random model that the texts differ by strength
     task = OpenPrompts(prompts, max_new_tokens=10)
     base, curves, timing = run_curves(tiny, {"v": vec}, LetterJudge(), prompts, strengths, max_new_tokens=10,
-                                      batch_size=4)
+                                      batch_size=4, operator=operator)
     tok = tiny.tokenizer
     eos = tok.eos_token_id
     for i, f in enumerate(strengths):
         for j, ex in enumerate(task.examples):
-            want = _greedy_alone(tiny, vec, task.prompt_ids(ex, tok), f, 10)
+            want = _greedy_alone(tiny, vec, task.prompt_ids(ex, tok), f, 10, operator)
             if eos in want:
                 want = want[: want.index(eos)]
             assert curves["v"].outputs[i][j] == tok.decode(want, skip_special_tokens=True)

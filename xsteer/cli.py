@@ -379,6 +379,8 @@ def steering_fidelity_cmd(
     anchors_mode: str = typer.Option("leave_concept_out", "--anchors", help="leave_concept_out: each concept's "
                                      "transfer is fitted without its own texts; shared: with them."),
     reverse: bool = typer.Option(False, "--reverse", help="Swap the roles: the child's vectors into the parent."),
+    operator: str = typer.Option("add", help="How every vector enters the stream (strength = its λ): add, project, "
+                                 "clamp:VALUE, norm_preserving."),
     debug: bool = _DEBUG,
 ):
     """Behavioural steering fidelity: dose-response of transferred vs child-own vs random vectors on
@@ -391,8 +393,10 @@ def steering_fidelity_cmd(
     from xsteer.models import load_model
 
     from xsteer.fidelity.readout import check_anchor_mode
+    from xsteer.operators import operator_from_spec
 
     check_anchor_mode(anchors_mode)
+    operator_from_spec(operator)  # a bad operator fails before any model loads
     floats = lambda s: [float(x) for x in s.split(",") if x.strip()]
     band = None
     if layers:
@@ -405,6 +409,7 @@ def steering_fidelity_cmd(
         p, c, [x.strip() for x in concepts.split(",") if x.strip()], strengths=floats(strengths), layers=band,
         n_prompts=prompts, n_random=n_random, max_new_tokens=tokens, where_prompts=where_prompts,
         where_strengths=floats(where_strengths), anchor_mode=anchors_mode, seed=seed, data_dir=data_dir,
+        operator=operator,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "steering.md").write_text(format_markdown(result), encoding="utf-8")

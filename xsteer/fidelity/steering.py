@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from xsteer.fidelity.judges import Judge, completion_nll, distinct_n, make_judge
+from xsteer.operators import Operator, operator_from_spec
 from xsteer.stats import Estimate
 from xsteer.tasks.base import Example, Prompt
 from xsteer.vectors import SteeringVectors
@@ -194,16 +195,17 @@ def run_curves(
     chat: bool = True,
     batch_size: int = 32,
     kinds: Mapping[str, str] | None = None,
+    operator=None,
 ) -> tuple[Curve, dict[str, Curve], dict[str, float]]:
     """Greedy generations for every prompt × strength of every labelled vector set (steered at all of
-    its layers, ``scale="relative"``) plus the unsteered baseline, judged and costed; returns
-    (baseline curve, label -> curve, timing)."""
+    its layers by ``operator``, default add, ``scale="relative"``) plus the unsteered baseline, judged
+    and costed; returns (baseline curve, label -> curve, timing)."""
     from xsteer.evaluate import Evaluator
 
     strengths = check_strengths(strengths)
     task = OpenPrompts(prompts, max_new_tokens=max_new_tokens, chat=chat)
     tok = child.tokenizer
-    ev = Evaluator(child, task, scale="relative", batch_size=batch_size, progress=False)
+    ev = Evaluator(child, task, scale="relative", batch_size=batch_size, progress=False, operator=operator)
     t0 = time.perf_counter()
     outputs = {"baseline": ev.sweep(task.examples, "test", "baseline", None, [0.0])}
     for label, vecs in vectors.items():
@@ -392,12 +394,15 @@ def dose_response(
     n_boot: int = 1000,
     seed: int = 0,
     batch_size: int = 32,
+    operator: str | Operator = "add",
 ) -> DoseResponse:
     """Dose-response of ``child`` under each vector kind (e.g. {"transferred": v, "own": w,
-    "random": [r1, r2, ...]}), steered at ``layers`` (default: the layers every vector has), judged
-    by ``judge`` ("sentiment", "language" or an object with ``.score(texts)``). The efficiency is
-    "transferred" ÷ "own" at an equal NLL increase ``budget`` (default: the largest both reach)."""
+    "random": [r1, r2, ...]}), steered at ``layers`` (default: the layers every vector has) by
+    ``operator`` (see ``xsteer.operators``; the strength is its λ), judged by ``judge``
+    ("sentiment", "language" or an object with ``.score(texts)``). The efficiency is "transferred"
+    ÷ "own" at an equal NLL increase ``budget`` (default: the largest both reach)."""
     strengths = check_strengths(strengths)
+    operator = operator_from_spec(operator)
     judge = make_judge(judge)
     sets = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in vectors_by_kind.items()}
     if not sets or not all(sets.values()):
@@ -410,13 +415,14 @@ def dose_response(
             label = kind if len(vs) == 1 else f"{kind}{i}"
             labelled[label], kinds[label] = restrict(v, layers), kind
     base, curves, timing = run_curves(child, labelled, judge, prompts, strengths, max_new_tokens=max_new_tokens,
-                                      chat=chat, batch_size=batch_size, kinds=kinds)
+                                      chat=chat, batch_size=batch_size, kinds=kinds, operator=operator)
     budget, eff, at, rand = summarise(base, curves, budget=budget, n_boot=n_boot, seed=seed)
     return DoseResponse(
         concept=concept, judge=judge.name, child=child.cfg.model_name, layers=list(layers), strengths=strengths,
         prompts=list(dict.fromkeys(prompts)), baseline=base, curves=curves, budget=budget, efficiency=eff,
         shift_at_budget=at, random_at_budget=rand,
         settings={"max_new_tokens": max_new_tokens, "chat": chat, "n_boot": n_boot, "seed": seed, "scale": "relative",
+                  "operator": operator.to_dict(),
                   "n_vectors": {k: len(v) for k, v in sets.items()}},
         timing=timing,
     )
@@ -479,6 +485,7 @@ def steering_fidelity(
     data_dir=None,
     batch_size: int = 32,
     progress: bool = False,
+    operator: str | Operator = "add",
 ) -> SteeringFidelity:
     """Dose-response of transferred vs child-own vs ``n_random`` random vectors in ``child`` for every
     concept with a judge (``concepts``: names, ``Concept``s, or a readout ``FidelityResult``).
@@ -489,7 +496,8 @@ def steering_fidelity(
     ``layer_map="targeted"`` maps the steering layers to proportionally placed parent layers. Each
     concept's transfer is fitted without that concept's own texts (``anchor_mode=
     "leave_concept_out"``, see :func:`xsteer.fidelity.readout.concept_anchor_texts`) or with them
-    (``"shared"``: the map then sees the very texts that define the concept)."""
+    (``"shared"``: the map then sees the very texts that define the concept). ``operator`` is how
+    every vector enters the stream (a ``xsteer.operators`` object or spec such as "clamp:0.3")."""
     from xsteer.concepts import Concept, load_concept
     from xsteer.extract import collect_activations, extract_vectors, random_vectors
     from xsteer.fidelity.readout import check_anchor_mode, concept_anchor_texts, default_anchor_texts
@@ -499,6 +507,7 @@ def steering_fidelity(
 
     t0 = time.perf_counter()
     strengths = check_strengths(strengths)
+    operator = operator_from_spec(operator)
     check_anchor_mode(anchor_mode)
     if hasattr(concepts, "concepts"):  # a readout FidelityResult
         concepts = [c.concept for c in concepts.concepts]
@@ -547,20 +556,23 @@ def steering_fidelity(
         kinds = {"transferred": moved, "own": own, **({"random": randoms} if randoms else {})}
         results.append(dose_response(child, kinds, concept.judge, concept=concept.name, layers=band,
                                      strengths=strengths, prompts=prompts, max_new_tokens=max_new_tokens,
-                                     seed=seed, batch_size=batch_size))
+                                     seed=seed, batch_size=batch_size, operator=operator))
     return SteeringFidelity(
         parent=infos[0].name, child=infos[1].name, results=results, where=where, transfer=transfers,
         settings={"strengths": strengths, "layers": None if layers is None else list(layers), "layer_map": layer_map,
                   "adapter": adapter, "n_prompts": n_prompts, "n_random": n_random, "max_new_tokens": max_new_tokens,
                   "where_prompts": where_prompts, "where_strengths": list(where_strengths), "n": n, "seed": seed,
-                  "anchors": anchors, "anchor_mode": anchor_mode, "method": "mean_diff", "pooling": "last"},
+                  "anchors": anchors, "anchor_mode": anchor_mode, "method": "mean_diff", "pooling": "last",
+                  "operator": operator.to_dict()},
         timing={"anchors_s": t_anchor, "total_s": time.perf_counter() - t0},
     )
 
 
 def format_markdown(result: SteeringFidelity) -> str:
     """Markdown of a steering-fidelity result: headline table, where-to-steer bands, per-strength table."""
-    out = [f"# Steering fidelity: {result.parent} → {result.child}", "",
+    op = result.settings.get("operator", {"name": "add"})
+    op = ", ".join(f"{k}={v}" for k, v in op.items() if k != "name") and f"{op['name']} ({', '.join(f'{k}={v}' for k, v in op.items() if k != 'name')})" or op["name"]
+    out = [f"# Steering fidelity: {result.parent} → {result.child}, operator {op}", "",
            "| concept | layers | NLL budget | transferred shift [95% CI] | child-own shift [95% CI] "
            "| random shift mean (p05, p95) | efficiency [95% CI] |", "|---|---|---|---|---|---|---|"]
     ci = lambda e: f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
