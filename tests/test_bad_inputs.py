@@ -353,8 +353,12 @@ def test_prompt_longer_than_context_warns(tiny_llama):
         tiny_llama.cfg.n_ctx = old
 
 
-@pytest.mark.parametrize("operator, needles", [("nope", ["Unknown steering operator"]), ("clamp", ["clamp:VALUE"])])
-def test_steering_fidelity_rejects_bad_operator_before_loading(operator, needles, tmp_path, loads):
-    result, errors = _cli(["steering-fidelity", *TINY, "--operator", operator, "--out", tmp_path / "sf"])
+@pytest.mark.parametrize("args, needles", [
+    (["--operator", "nope"], ["Unknown steering operator"]),
+    (["--operator", "clamp"], ["clamp:VALUE"]),
+    (["--budget", "-1"], ["budget", "> 0"]),
+])
+def test_steering_fidelity_rejects_bad_operator_or_budget_before_loading(args, needles, tmp_path, loads):
+    result, errors = _cli(["steering-fidelity", *TINY, *args, "--out", tmp_path / "sf"])
     _assert_one_line(result, errors, *needles)
     assert not loads

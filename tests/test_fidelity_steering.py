@@ -231,3 +231,18 @@ def test_steering_fidelity_end_to_end_on_tiny_models(tiny):
     md = format_markdown(res)
     assert "| sentiment |" in md and "Where" in md
     assert res.to_dict()["results"][0]["strengths"] == [0.5, 2.0]
+
+
+def test_steering_fidelity_operator_and_budget_reach_the_curves(tiny):
+    from xsteer.fidelity.steering import format_markdown, steering_fidelity, shift_at_cost, _shift_cost
+
+    parent = tiny_model("qwen2", n_layers=4, d_model=64, seed=1)
+    kw = dict(strengths=[0.5, 2.0], layers=[1, 2], n_prompts=2, n_random=0, max_new_tokens=4, n=32)
+    add = steering_fidelity(parent, tiny, ["sentiment", "arith_truth"], **kw)  # arith_truth texts: the anchors
+    clamp = steering_fidelity(parent, tiny, ["sentiment", "arith_truth"], operator="clamp:3.0", budget=0.25, **kw)
+    (a,), (c,) = add.results, clamp.results
+    assert c.settings["operator"] == {"name": "clamp", "value": 3.0} and c.budget == 0.25
+    assert a.curves["own"].outputs != c.curves["own"].outputs  # the operator changed the generations
+    own = c.curves["own"]
+    assert c.shift_at_budget["own"].value == pytest.approx(float(shift_at_cost(*_shift_cost(own, c.baseline), 0.25)))
+    assert "operator clamp (value=3.0)" in format_markdown(clamp)

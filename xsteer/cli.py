@@ -381,6 +381,8 @@ def steering_fidelity_cmd(
     reverse: bool = typer.Option(False, "--reverse", help="Swap the roles: the child's vectors into the parent."),
     operator: str = typer.Option("add", help="How every vector enters the stream (strength = its λ): add, project, "
                                  "clamp:VALUE, norm_preserving."),
+    budget: Optional[float] = typer.Option(None, help="NLL increase (nats/token) at which shifts are compared "
+                                           "(default: the largest both transferred and own reach)."),
     debug: bool = _DEBUG,
 ):
     """Behavioural steering fidelity: dose-response of transferred vs child-own vs random vectors on
@@ -389,14 +391,15 @@ def steering_fidelity_cmd(
 
     from analysis.dose_response import dose_response_figure
     from analysis.export import save_figure
-    from xsteer.fidelity.steering import format_markdown, steering_fidelity
+    from xsteer.fidelity.steering import check_budget, format_markdown, steering_fidelity
     from xsteer.models import load_model
 
     from xsteer.fidelity.readout import check_anchor_mode
     from xsteer.operators import operator_from_spec
 
     check_anchor_mode(anchors_mode)
-    operator_from_spec(operator)  # a bad operator fails before any model loads
+    operator_from_spec(operator)  # a bad operator or budget fails before any model loads
+    check_budget(budget)
     floats = lambda s: [float(x) for x in s.split(",") if x.strip()]
     band = None
     if layers:
@@ -409,7 +412,7 @@ def steering_fidelity_cmd(
         p, c, [x.strip() for x in concepts.split(",") if x.strip()], strengths=floats(strengths), layers=band,
         n_prompts=prompts, n_random=n_random, max_new_tokens=tokens, where_prompts=where_prompts,
         where_strengths=floats(where_strengths), anchor_mode=anchors_mode, seed=seed, data_dir=data_dir,
-        operator=operator,
+        operator=operator, budget=budget,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "steering.md").write_text(format_markdown(result), encoding="utf-8")

@@ -78,6 +78,13 @@ NEUTRAL_PROMPTS: tuple[str, ...] = (
 )
 
 
+def check_budget(budget: float | None) -> float | None:
+    """An NLL budget: None (chosen from the curves) or a finite number of nats/token > 0."""
+    if budget is not None and not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
+        raise ValueError(f"The NLL budget must be a finite number of nats/token > 0, e.g. 0.5 (got {budget!r}).")
+    return budget
+
+
 def check_strengths(strengths: Sequence[float]) -> list[float]:
     """A sorted, de-duplicated strength grid of finite fractions f > 0."""
     try:
@@ -486,6 +493,7 @@ def steering_fidelity(
     batch_size: int = 32,
     progress: bool = False,
     operator: str | Operator = "add",
+    budget: float | None = None,
 ) -> SteeringFidelity:
     """Dose-response of transferred vs child-own vs ``n_random`` random vectors in ``child`` for every
     concept with a judge (``concepts``: names, ``Concept``s, or a readout ``FidelityResult``).
@@ -497,7 +505,9 @@ def steering_fidelity(
     concept's transfer is fitted without that concept's own texts (``anchor_mode=
     "leave_concept_out"``, see :func:`xsteer.fidelity.readout.concept_anchor_texts`) or with them
     (``"shared"``: the map then sees the very texts that define the concept). ``operator`` is how
-    every vector enters the stream (a ``xsteer.operators`` object or spec such as "clamp:0.3")."""
+    every vector enters the stream (a ``xsteer.operators`` object or spec such as "clamp:0.3");
+    ``budget`` the NLL increase (nats/token) at which shifts are compared (default: per concept, the
+    largest both transferred and own vectors reach), e.g. one budget for runs of several operators."""
     from xsteer.concepts import Concept, load_concept
     from xsteer.extract import collect_activations, extract_vectors, random_vectors
     from xsteer.fidelity.readout import check_anchor_mode, concept_anchor_texts, default_anchor_texts
@@ -508,6 +518,7 @@ def steering_fidelity(
     t0 = time.perf_counter()
     strengths = check_strengths(strengths)
     operator = operator_from_spec(operator)
+    budget = check_budget(budget)
     check_anchor_mode(anchor_mode)
     if hasattr(concepts, "concepts"):  # a readout FidelityResult
         concepts = [c.concept for c in concepts.concepts]
@@ -556,14 +567,14 @@ def steering_fidelity(
         kinds = {"transferred": moved, "own": own, **({"random": randoms} if randoms else {})}
         results.append(dose_response(child, kinds, concept.judge, concept=concept.name, layers=band,
                                      strengths=strengths, prompts=prompts, max_new_tokens=max_new_tokens,
-                                     seed=seed, batch_size=batch_size, operator=operator))
+                                     seed=seed, batch_size=batch_size, operator=operator, budget=budget))
     return SteeringFidelity(
         parent=infos[0].name, child=infos[1].name, results=results, where=where, transfer=transfers,
         settings={"strengths": strengths, "layers": None if layers is None else list(layers), "layer_map": layer_map,
                   "adapter": adapter, "n_prompts": n_prompts, "n_random": n_random, "max_new_tokens": max_new_tokens,
                   "where_prompts": where_prompts, "where_strengths": list(where_strengths), "n": n, "seed": seed,
                   "anchors": anchors, "anchor_mode": anchor_mode, "method": "mean_diff", "pooling": "last",
-                  "operator": operator.to_dict()},
+                  "operator": operator.to_dict(), "budget": budget},
         timing={"anchors_s": t_anchor, "total_s": time.perf_counter() - t0},
     )
 
