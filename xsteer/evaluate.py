@@ -190,7 +190,9 @@ class Evaluator:
                         pending = []
                 self.store.add(pending)
         else:
-            todo.sort(key=self._loglik_size)  # rows of like length together: less padding per batch
+            examples = {r.example.id: r.example for r in todo}
+            size = {i: self._loglik_size(ex) for i, ex in examples.items()}  # tokenized once per example
+            todo.sort(key=lambda r: (r.lam, size[r.example.id]))  # few λ per batch, like lengths: less padding
             for start in range(0, len(todo), self.batch_size):
                 batch = todo[start : start + self.batch_size]
                 self.store.add(self._loglik(batch, split, condition, vectors))
@@ -344,13 +346,11 @@ class Evaluator:
                 return len(tokens)
         return None
 
-    def _loglik_size(self, row: _Row) -> tuple[float, int]:
-        """A row's λ, then the tokens its scoring runs beyond the shared prefix (suffix and every
-        choice): sorting by it keeps a batch's λ values few (one prefix cache each) and its
-        lengths alike."""
-        _, _, suffix = self._prompt_ids(row.example, chat=False)
-        choices = self.task.continuations(row.example)
-        return row.lam, len(suffix) + sum(len(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
+    def _loglik_size(self, example: Example) -> int:
+        """The tokens scoring ``example`` runs beyond the shared prefix: its suffix and every choice."""
+        _, _, suffix = self._prompt_ids(example, chat=False)
+        choices = self.task.continuations(example)
+        return len(suffix) + sum(len(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
 
     @torch.inference_mode()
     def _loglik(self, batch: list[_Row], split, condition, vectors) -> list[Record]:

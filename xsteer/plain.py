@@ -61,7 +61,6 @@ class PlainView:
             for handle in handles:
                 handle.remove()
 
-
     def token_logprobs(self, hidden: torch.Tensor, tokens: torch.Tensor, chunk: int = 128) -> torch.Tensor:
         """log p(token | final hidden state) under the model's output head (with its logit
         soft-capping), for ``hidden`` [n, d_model] and ``tokens`` [n]: a few positions at a time,

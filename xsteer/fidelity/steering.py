@@ -202,7 +202,7 @@ def run_curves(
     chat: bool = True,
     batch_size: int = 32,
     kinds: Mapping[str, str] | None = None,
-    operator=None,
+    operator: Operator | None = None,
 ) -> tuple[Curve, dict[str, Curve], dict[str, float]]:
     """Greedy generations for every prompt × strength of every labelled vector set (steered at all of
     its layers by ``operator``, default add, ``scale="relative"``) plus the unsteered baseline, judged
@@ -581,8 +581,9 @@ def steering_fidelity(
 
 def format_markdown(result: SteeringFidelity) -> str:
     """Markdown of a steering-fidelity result: headline table, where-to-steer bands, per-strength table."""
-    op = result.settings.get("operator", {"name": "add"})
-    op = ", ".join(f"{k}={v}" for k, v in op.items() if k != "name") and f"{op['name']} ({', '.join(f'{k}={v}' for k, v in op.items() if k != 'name')})" or op["name"]
+    params = dict(result.settings.get("operator", {"name": "add"}))
+    name = params.pop("name")
+    op = f"{name} ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else name
     out = [f"# Steering fidelity: {result.parent} → {result.child}, operator {op}", "",
            "| concept | layers | NLL budget | transferred shift [95% CI] | child-own shift [95% CI] "
            "| random shift mean (p05, p95) | efficiency [95% CI] |", "|---|---|---|---|---|---|---|"]
