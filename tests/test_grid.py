@@ -186,6 +186,40 @@ def test_cli_errors_are_one_line(tmp_path):
         assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
 
 
+def test_cli_steering_options_reach_every_cell(tmp_path, monkeypatch):
+    """`grid --operator/--positions/--schedule` set every cell's config, as `run`'s do; a bad one is a
+    one-line error before any work."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    import xsteer.grid
+    from xsteer.cli import app
+
+    seen = {}
+
+    def fake_run_grid(spec, out, **_):
+        seen["cells"] = spec.cells(out)
+        (out / "grid_summary.md").write_text("summary")
+        return SimpleNamespace(summary_path=out / "grid_summary.md", failed=[])
+
+    monkeypatch.setattr(xsteer.grid, "run_grid", fake_run_grid)
+    common = ["grid", "--parents", PARENTS[0], "--children", ",".join(CHILDREN), "--out", str(tmp_path)]
+    res = CliRunner().invoke(app, [*common, "--operator", "clamp:0.5", "--positions", "last_prompt",
+                                   "--schedule", "band:0:1:2", "--schedule-budget", "7"])
+    assert res.exit_code == 0, res.output
+    configs = [c.config for c in seen["cells"]]
+    assert len(configs) == 2
+    for cfg in configs:
+        assert (cfg.operator, cfg.positions, cfg.schedule_budget) == ("clamp:0.5", "last_prompt", 7)
+        assert cfg.schedule == {"name": "band", "start": 0, "width": 1, "strength": 2.0, "outside": 0.0}
+    seen.clear()
+    for bad, message in ((["--operator", "clamp"], "clamp"), (["--schedule", "band:x"], "band")):
+        res = CliRunner().invoke(app, [*common, *bad])
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+    assert not seen
+
+
 # --------------------------------------------------------------------------- sizing, statistics, dtype
 
 

@@ -333,6 +333,11 @@ def grid(
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None, help="cpu, cuda … (default: cuda when visible)."),
     dtype: str = typer.Option("float32", help="Model weights: float32, or bfloat16 on GPUs (large parents)."),
+    operator: str = typer.Option("add", help="How the vector enters the stream: add, project, clamp:VALUE, norm_preserving."),
+    positions: str = typer.Option("all", help="Steered positions: all, prompt, generated (generate mode), last_prompt."),
+    schedule: Optional[str] = typer.Option(
+        None, help="Per-layer multiplier of λ (as `run --schedule`); 'search' searches a band per cell."),
+    schedule_budget: int = typer.Option(30, help="Most (band, λ) validation passes of --schedule search, per cell."),
     out: Path = typer.Option(Path("runs/grid"), help="Grid folder: <task>/<parent>__<child> per cell."),
     debug: bool = _DEBUG,
 ):
@@ -346,7 +351,8 @@ def grid(
         data_dir=str(data_dir) if data_dir else None, task_mode=mode, k_shot=k_shot, method=method,
         n_pairs=n_pairs, layer_map=layer_map, adapter=adapter, n_anchors=n_anchors, scale=scale,
         lambdas=_lambdas(lambdas), n_val=n_val, n_test=n_test, n_random=n_random, batch_size=batch_size,
-        max_new_tokens=max_new_tokens, seed=seed, device=device,
+        max_new_tokens=max_new_tokens, seed=seed, device=device, operator=operator, positions=positions,
+        schedule=schedule, schedule_budget=schedule_budget,
     )
     spec = GridSpec(split(parents), split(children), split(tasks), base, dtype=dtype)
     typer.echo(f"xsteer grid: {len(spec.parents)} parents × {len(spec.children)} children × "
