@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from xsteer.concepts import load_concept
-from xsteer.fidelity.judges import completion_nll, distinct_n, make_judge
+from xsteer.fidelity.judges import completion_nll, make_judge
 from xsteer.fidelity.steering import NEUTRAL_PROMPTS, Curve, OpenPrompts, check_budget, check_strengths, summarise
 from xsteer.kv_steer import extract_kv_vectors, kv_generate
 from xsteer.models import load_model
@@ -37,12 +37,10 @@ def kv_curves(model, kv, prompts, strengths, *, tokens: int, positions: str, jud
         comp = [[t for t in g if t != tok.eos_token_id] for row in gens for g in row]
         texts = [tok.decode(c, skip_special_tokens=True) for c in comp]
         shape = (len(grid), len(ids))
-        return Curve(
+        return Curve.of(
             kind=kind, label=kind, strengths=grid,
             judge=np.asarray(judge.score(texts)).reshape(shape),
             nll=completion_nll(model, ids * len(grid), comp).reshape(shape),
-            distinct1=np.array([distinct_n(t, 1) for t in texts]).reshape(shape),
-            distinct2=np.array([distinct_n(t, 2) for t in texts]).reshape(shape),
             outputs=[texts[i * len(ids) : (i + 1) * len(ids)] for i in range(len(grid))],
         )
 

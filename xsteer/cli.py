@@ -13,6 +13,9 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 _DEBUG = typer.Option(False, "--debug", help="Show full tracebacks.")
+# Steering options that `run` and `grid` share (a grid passes them to every cell's run).
+_OPERATOR = typer.Option("add", help="How the vector enters the stream: add, project, clamp:VALUE, norm_preserving.")
+_POSITIONS = typer.Option("all", help="Steered positions: all, prompt, generated (generate mode), last_prompt.")
 
 
 def _friendly(fn):
@@ -93,8 +96,8 @@ def run(
         "sentiment,arith_truth",
         help="Concepts whose readout fidelity is measured first (the run's map, adapter, anchors); '' skips it.",
     ),
-    operator: str = typer.Option("add", help="How the vector enters the stream: add, project, clamp:VALUE, norm_preserving."),
-    positions: str = typer.Option("all", help="Steered positions: all, prompt, generated (generate mode), last_prompt."),
+    operator: str = _OPERATOR,
+    positions: str = _POSITIONS,
     schedule: Optional[str] = typer.Option(
         None, help="Per-layer multiplier of λ: band:START:WIDTH[:STRENGTH], ramp:FIRST:LAST, a JSON file, or "
                    "'search' (a band searched on validation; λ* chosen with it)."),
@@ -333,8 +336,8 @@ def grid(
     seed: int = typer.Option(0),
     device: Optional[str] = typer.Option(None, help="cpu, cuda … (default: cuda when visible)."),
     dtype: str = typer.Option("float32", help="Model weights: float32, or bfloat16 on GPUs (large parents)."),
-    operator: str = typer.Option("add", help="How the vector enters the stream: add, project, clamp:VALUE, norm_preserving."),
-    positions: str = typer.Option("all", help="Steered positions: all, prompt, generated (generate mode), last_prompt."),
+    operator: str = _OPERATOR,
+    positions: str = _POSITIONS,
     schedule: Optional[str] = typer.Option(
         None, help="Per-layer multiplier of λ (as `run --schedule`); 'search' searches a band per cell."),
     schedule_budget: int = typer.Option(30, help="Most (band, λ) validation passes of --schedule search, per cell."),

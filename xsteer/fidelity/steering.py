@@ -181,6 +181,13 @@ class Curve:
     distinct2: np.ndarray
     outputs: list[list[str]]
 
+    @classmethod
+    def of(cls, kind: str, label: str, strengths: list[float], judge: np.ndarray, nll: np.ndarray,
+           outputs: list[list[str]]) -> "Curve":
+        """A curve whose distinct-1/2 are measured on ``outputs`` (one list of texts per strength)."""
+        distinct = lambda n: np.array([[distinct_n(t, n) for t in row] for row in outputs])
+        return cls(kind, label, strengths, judge, nll, distinct(1), distinct(2), outputs)
+
     def to_dict(self, outputs: bool = False) -> dict[str, Any]:
         """Means per strength (and every output when ``outputs``)."""
         mean = lambda a: [float(np.nanmean(r)) for r in a]
@@ -231,14 +238,12 @@ def run_curves(
         rows = [j for j, (lab, _, _) in enumerate(texts) if lab == label]
         sl = lambda a: np.stack([a[j * n : (j + 1) * n] for j in rows])
         outs = [[r.output for r in texts[j][2]] for j in rows]
-        curves[label] = Curve(
+        curves[label] = Curve.of(
             kind="baseline" if label == "baseline" else (kinds or {}).get(label, label),
             label=label,
             strengths=[texts[j][1] for j in rows],
             judge=sl(scores),
             nll=sl(nll),
-            distinct1=np.array([[distinct_n(t, 1) for t in o] for o in outs]),
-            distinct2=np.array([[distinct_n(t, 2) for t in o] for o in outs]),
             outputs=outs,
         )
     n_tokens = sum(map(len, comp))
