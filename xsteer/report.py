@@ -57,7 +57,8 @@ def _random_summary(result: TransferResult, randoms: dict[str, dict[str, list[bo
             mine = np.mean(steered.at_lambda_star() if what == "lambda_star" else steered.its_correct)
             # Empirical p: share of random directions doing at least as well (with the +1 correction).
             entry["transfer"] = float(mine)
-            entry["p_vs_random"] = float((1 + np.sum(accs >= mine)) / (1 + len(accs)))
+            entry["n_at_least"] = int(np.sum(accs >= mine))
+            entry["p_vs_random"] = float((1 + entry["n_at_least"]) / (1 + len(accs)))
         out[what] = entry
     return out
 
@@ -102,12 +103,12 @@ def render_markdown(result: TransferResult, stats: dict[str, Any]) -> str:
     if "random" in stats:
         r = stats["random"]
         lines += ["", f"## Random-direction control ({r['n']} seeded unit directions, same grid and vote)", ""]
-        lines += ["| | random mean | random min–max | transfer | p (share of randoms ≥ transfer) |", "|---|---|---|---|---|"]
+        lines += ["| | random mean | random min–max | transfer | randoms ≥ transfer | p = (1 + that) / (1 + n) |", "|---|---|---|---|---|---|"]
         for what, label in (("lambda_star", "at λ*"), ("its", "ITS")):
             e = r[what]
             lines.append(
                 f"| {label} | {e['mean']:.3f} | {e['min']:.3f}–{e['max']:.3f} | {e.get('transfer', float('nan')):.3f} | "
-                f"{e.get('p_vs_random', float('nan')):.3g} |"
+                f"{e.get('n_at_least', '–')} of {r['n']} | {e.get('p_vs_random', float('nan')):.3g} |"
             )
     lines += _size_section(result) + _diagnostics_section(result)
     return "\n".join(lines) + "\n"

@@ -1,0 +1,54 @@
+"""The report's random-direction control against a hand-worked example."""
+
+from __future__ import annotations
+
+import pytest
+
+from xsteer.report import build_statistics, render_markdown
+from xsteer.results import ConditionResult, TransferResult
+
+LAM = 0.1
+
+
+def _cond(name: str, kind: str, test: list[int], its: list[int]) -> ConditionResult:
+    as_bool = lambda xs: [bool(x) for x in xs]  # noqa: E731
+    return ConditionResult(
+        name, kind, correct={"validation": {LAM: [True]}, "test": {LAM: as_bool(test)}},
+        lambda_star=LAM, its_correct=as_bool(its),
+    )
+
+
+@pytest.fixture
+def result() -> TransferResult:
+    # Test accuracies at λ*: transfer 0.6; randoms 0.4, 0.6, 0.8, 0.2 -> 2 of 4 at least as good.
+    # ITS: transfer 0.4; randoms 0.4, 0.2, 0.6, 0.4 -> 3 of 4 at least as good.
+    conditions = {
+        "transfer": _cond("transfer", "steered", [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]),
+        "random[0]": _cond("random[0]", "random", [1, 1, 0, 0, 0], [1, 0, 1, 0, 0]),
+        "random[1]": _cond("random[1]", "random", [0, 1, 1, 1, 0], [0, 0, 0, 0, 1]),
+        "random[2]": _cond("random[2]", "random", [1, 1, 1, 1, 0], [1, 1, 1, 0, 0]),
+        "random[3]": _cond("random[3]", "random", [0, 0, 0, 0, 1], [0, 1, 0, 1, 0]),
+    }
+    return TransferResult(
+        config=dict(parent="p", child="c", task="t", method="pca", layer_map="greedy", adapter="ridge",
+                    scale="absolute", lambdas=[LAM], seed=0),
+        item_ids={"validation": ["v0"], "test": [f"t{i}" for i in range(5)]},
+        baseline={"validation": [True], "test": [True, False, True, False, False]},
+        conditions=conditions,
+    )
+
+
+def test_random_summary_counts_randoms_at_least_as_good(result):
+    r = build_statistics(result, n_boot=200)["random"]
+    assert r["n"] == 4
+    star, its = r["lambda_star"], r["its"]
+    assert (star["mean"], star["min"], star["max"], star["transfer"]) == pytest.approx((0.5, 0.2, 0.8, 0.6))
+    assert (star["n_at_least"], star["p_vs_random"]) == (2, pytest.approx(3 / 5))
+    assert (its["mean"], its["min"], its["max"], its["transfer"]) == pytest.approx((0.4, 0.2, 0.6, 0.4))
+    assert (its["n_at_least"], its["p_vs_random"]) == (3, pytest.approx(4 / 5))
+
+
+def test_report_shows_the_count_beside_its_p_value(result):
+    text = render_markdown(result, build_statistics(result, n_boot=200))
+    assert "| at λ* | 0.500 | 0.200–0.800 | 0.600 | 2 of 4 | 0.6 |" in text
+    assert "| ITS | 0.400 | 0.200–0.600 | 0.400 | 3 of 4 | 0.8 |" in text
