@@ -16,6 +16,10 @@ _DEBUG = typer.Option(False, "--debug", help="Show full tracebacks.")
 # Steering options that `run` and `grid` share (a grid passes them to every cell's run).
 _OPERATOR = typer.Option("add", help="How the vector enters the stream: add, project, clamp:VALUE, norm_preserving.")
 _POSITIONS = typer.Option("all", help="Steered positions: all, prompt, generated (generate mode), last_prompt.")
+_SCHEDULE = typer.Option(
+    None, help="Per-layer multiplier of λ: band:START:WIDTH[:STRENGTH], ramp:FIRST:LAST, a JSON file, or "
+               "'search' (a band searched on validation, per cell in a grid; λ* chosen with it).")
+_SCHEDULE_BUDGET = typer.Option(30, help="Most (band, λ) validation passes of --schedule search (per cell in a grid).")
 
 
 def _friendly(fn):
@@ -98,10 +102,8 @@ def run(
     ),
     operator: str = _OPERATOR,
     positions: str = _POSITIONS,
-    schedule: Optional[str] = typer.Option(
-        None, help="Per-layer multiplier of λ: band:START:WIDTH[:STRENGTH], ramp:FIRST:LAST, a JSON file, or "
-                   "'search' (a band searched on validation; λ* chosen with it)."),
-    schedule_budget: int = typer.Option(30, help="Most (band, λ) validation passes of --schedule search."),
+    schedule: Optional[str] = _SCHEDULE,
+    schedule_budget: int = _SCHEDULE_BUDGET,
     out: Path = typer.Option(Path("runs/default"), help="Run folder; an interrupted run resumes from it."),
     force: bool = typer.Option(False, "--force", help="Start the run folder over when it holds a different run."),
     debug: bool = _DEBUG,
@@ -338,9 +340,8 @@ def grid(
     dtype: str = typer.Option("float32", help="Model weights: float32, or bfloat16 on GPUs (large parents)."),
     operator: str = _OPERATOR,
     positions: str = _POSITIONS,
-    schedule: Optional[str] = typer.Option(
-        None, help="Per-layer multiplier of λ (as `run --schedule`); 'search' searches a band per cell."),
-    schedule_budget: int = typer.Option(30, help="Most (band, λ) validation passes of --schedule search, per cell."),
+    schedule: Optional[str] = _SCHEDULE,
+    schedule_budget: int = _SCHEDULE_BUDGET,
     out: Path = typer.Option(Path("runs/grid"), help="Grid folder: <task>/<parent>__<child> per cell."),
     debug: bool = _DEBUG,
 ):
