@@ -30,7 +30,8 @@ from benchmarks.peer_sweep import peers
 from xsteer.contrast import arithmetic_pairs
 from xsteer.decode import Group, decode
 from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, _grid_rows
-from xsteer.extract import collect_activations, extract_vectors
+from xsteer.activations import collect_activations
+from xsteer.extract import extract_vectors
 from xsteer.models import load_model
 from xsteer.operators import Project
 from xsteer.plain import plain_view

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from xsteer.extract import collect_activations
+from xsteer.activations import collect_activations
 from xsteer.models import load_model
 from xsteer.tasks import load_task
 from xsteer.transfer import Transfer, iter_aligned_batches

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoTokenizer
 
 from xsteer.evaluate import Evaluator
-from xsteer.extract import collect_activations, encode
+from xsteer.activations import collect_activations, encode
 from xsteer.models import _tiny_tokenizer_dir, embedded_gguf_path, gguf_adds_bos, tiny_model
 from xsteer.tasks import load_task
 

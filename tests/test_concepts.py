@@ -108,7 +108,8 @@ def test_task_concept_needs_its_data(tmp_path):
 
 
 def test_model_strength_matches_sklearn_on_tiny_model():
-    from xsteer.extract import collect_activations, extract_vectors
+    from xsteer.activations import collect_activations
+    from xsteer.extract import extract_vectors
     from xsteer.models import tiny_model
 
     model = tiny_model("llama", n_layers=2, d_model=32, seed=0)

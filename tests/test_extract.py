@@ -6,7 +6,8 @@ import torch
 from sklearn.decomposition import PCA
 
 from xsteer.contrast import ContrastPair, arithmetic_pairs
-from xsteer.extract import collect_activations, extract_vectors, split_pairs
+from xsteer.activations import collect_activations
+from xsteer.extract import extract_vectors, split_pairs
 
 TEXTS = ["Hi.", "The quick brown fox jumps over the lazy dog.", "2 + 2 = 4.", "A medium length line."]
 

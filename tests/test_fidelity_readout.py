@@ -160,7 +160,8 @@ def test_report_flags_a_concept_the_parent_does_not_hold(tmp_path):
 @pytest.mark.real
 def test_readout_fidelity_gemma_to_smollm2_matches_sklearn(gemma, smollm2):
     from xsteer.concepts import load_concept
-    from xsteer.extract import collect_activations, extract_vectors
+    from xsteer.activations import collect_activations
+    from xsteer.extract import extract_vectors
     from xsteer.fidelity import readout_fidelity
 
     concept = load_concept("sentiment", n=48, seed=0)

@@ -5,7 +5,8 @@ import torch
 
 from xsteer.contrast import arithmetic_pairs
 from xsteer.evaluate import Evaluator
-from xsteer.extract import collect_activations, extract_vectors
+from xsteer.activations import collect_activations
+from xsteer.extract import extract_vectors
 from xsteer.steer import relative_size, steer
 from xsteer.tasks import load_task
 from xsteer.transfer import Transfer, cosine_to_reference

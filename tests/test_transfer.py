@@ -530,7 +530,8 @@ def test_cosine_to_reference_and_random_null():
 
 def test_end_to_end_between_tiny_models_of_different_families(tmp_path):
     from xsteer.contrast import arithmetic_pairs
-    from xsteer.extract import collect_activations, extract_vectors
+    from xsteer.activations import collect_activations
+    from xsteer.extract import extract_vectors
     from xsteer.models import tiny_model
 
     parent = tiny_model("llama", 3, 64)

@@ -16,7 +16,8 @@ from typing import Any, Callable
 from xsteer.checks import check_choice, check_device, check_finite, check_int, check_lambda_values, check_task_name
 from xsteer.contrast import from_task
 from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, check_lambdas, its_vote
-from xsteer.extract import collect_activations, extract_vectors, random_vectors
+from xsteer.activations import collect_activations
+from xsteer.extract import extract_vectors, random_vectors
 from xsteer import models as models_module
 from xsteer.models import check_model_spec
 from xsteer.operators import operator_from_spec

@@ -10,7 +10,7 @@ from typing import Iterator, Literal, Sequence
 
 import torch
 
-from xsteer.extract import encode, run_trunk
+from xsteer.activations import encode, resid_states
 from xsteer.models import n_layers, resid_post_hook
 from xsteer.operators import Add, Operator
 from xsteer.positions import Positions, check_positions, position_mask
@@ -42,15 +42,9 @@ def residual_norms(model, texts: Sequence[str] | None = None) -> dict[int, float
         return _NORMS[model]
     texts = list(texts or REFERENCE_TEXTS)
     enc = encode(model, texts)
-    keep = enc["attention_mask"].bool()
-    norms: dict[int, float] = {}
-
-    def grab(x, hook, layer):
-        norms[layer] = float(x.float().norm(dim=-1)[keep].median())
-        return x
-
-    layers = range(n_layers(model))
-    run_trunk(model, enc, [(resid_post_hook(l), lambda x, hook, l=l: grab(x, hook, l)) for l in layers], layers[-1])
+    keep = enc["attention_mask"].bool().cpu()
+    states = resid_states(model, enc, range(n_layers(model)))
+    norms = {l: float(x.norm(dim=-1)[keep].median()) for l, x in states.items()}
     if texts == list(REFERENCE_TEXTS):
         _NORMS[model] = norms
     return norms

@@ -210,7 +210,7 @@ def concept_strength(
 
 def concept_acts(model, concept, layers=None, *, batch_size: int = 16, progress: bool = False) -> ConceptActs:
     """Last-token ``resid_post`` activations of a concept's train and test texts (one forward pass set)."""
-    from xsteer.extract import collect_activations
+    from xsteer.activations import collect_activations
 
     n_tr, n_te = len(concept.train), len(concept.test)
     texts = concept.texts("train") + concept.texts("test")

@@ -405,7 +405,7 @@ class ModelActs:
 def collect_model_acts(model, concepts: Sequence[Concept], anchor_texts: Sequence[str], *,
                        batch_size: int = 16, progress: bool = False) -> ModelActs:
     """Last-token rows of every concept text and anchor text, mean-pooled rows of the anchors."""
-    from xsteer.extract import collect_activations
+    from xsteer.activations import collect_activations
     from xsteer.transfer import ModelInfo
 
     anchors = list(dict.fromkeys(anchor_texts))
@@ -577,7 +577,7 @@ def cached_model_acts(model, concepts: Sequence[Concept], anchor_texts: Sequence
     import json as _json
     from pathlib import Path
 
-    from xsteer.extract import collect_activations
+    from xsteer.activations import collect_activations
     from xsteer.transfer import ModelInfo
 
     name = model if isinstance(model, str) else str(model.cfg.model_name)

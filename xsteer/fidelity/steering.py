@@ -514,7 +514,8 @@ def steering_fidelity(
     ``budget`` the NLL increase (nats/token) at which shifts are compared (default: per concept, the
     largest both transferred and own vectors reach), e.g. one budget for runs of several operators."""
     from xsteer.concepts import Concept, load_concept
-    from xsteer.extract import collect_activations, extract_vectors, random_vectors
+    from xsteer.activations import collect_activations
+    from xsteer.extract import extract_vectors, random_vectors
     from xsteer.fidelity.readout import check_anchor_mode, concept_anchor_texts, default_anchor_texts
     from xsteer.fidelity.where import steerable_layers, targeted_map
     from xsteer.transfer import ModelInfo, Transfer, anchor_groups, anchor_hash, collect_anchor_activations

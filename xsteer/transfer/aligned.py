@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from xsteer.extract import _check_layers, run_trunk
-from xsteer.models import resid_post_hook
+from xsteer.activations import check_layers, resid_states
 from xsteer.transfer.adapters import RidgeAdapter
 
 __all__ = [
@@ -49,7 +48,7 @@ def aligned_positions(
 
 
 def encode_with_offsets(model, texts: Sequence[str], max_tokens: int = MAX_TOKENS):
-    """What :func:`xsteer.extract.encode` gives (ids, mask, position ids), right-truncated to
+    """What :func:`xsteer.activations.encode` gives (ids, mask, position ids), right-truncated to
     ``max_tokens``, plus the character offsets of those same ids ((batch, seq) list of spans,
     special tokens and padding as zero-width)."""
     enc = model.tokenizer(
@@ -71,19 +70,6 @@ def encode_with_offsets(model, texts: Sequence[str], max_tokens: int = MAX_TOKEN
         "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(device),
     }
     return ids, offsets.tolist()
-
-
-@torch.inference_mode()
-def _resid(model, enc, layers: Sequence[int]) -> dict[int, torch.Tensor]:
-    store: dict[int, torch.Tensor] = {}
-
-    def grab(x, hook, layer):
-        store[layer] = x.float().cpu()
-        return x
-
-    hooks = [(resid_post_hook(l), lambda x, hook, l=l: grab(x, hook, l)) for l in layers]
-    run_trunk(model, enc, hooks, stop_after=max(layers))
-    return store
 
 
 @dataclass
@@ -109,8 +95,8 @@ def iter_aligned_batches(
 ) -> Iterator[AlignedBatch]:
     """Aligned ``resid_post`` rows of both models, one batch of texts at a time (texts in input
     order; padding-safe: rows equal those of one-text-at-a-time runs)."""
-    p_layers = _check_layers(parent, parent_layers)
-    c_layers = _check_layers(child, child_layers)
+    p_layers = check_layers(parent, parent_layers)
+    c_layers = check_layers(child, child_layers)
     for start in tqdm(range(0, len(texts), batch_size), desc="aligned anchors", disable=not progress):
         chunk = list(texts[start : start + batch_size])
         enc_p, off_p = encode_with_offsets(parent, chunk, max_tokens)
@@ -125,7 +111,7 @@ def iter_aligned_batches(
         if not rows_t:
             continue
         t_idx = torch.as_tensor(rows_t)
-        acts_p, acts_c = _resid(parent, enc_p, p_layers), _resid(child, enc_c, c_layers)
+        acts_p, acts_c = resid_states(parent, enc_p, p_layers), resid_states(child, enc_c, c_layers)
         yield AlignedBatch(
             text=np.asarray(text_idx),
             parent={l: acts_p[l][t_idx, torch.as_tensor(rows_i)] for l in p_layers},

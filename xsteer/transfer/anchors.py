@@ -8,7 +8,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from xsteer.extract import collect_activations
+from xsteer.activations import collect_activations
 
 __all__ = [
     "MIN_ANCHORS",
