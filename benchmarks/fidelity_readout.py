@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from xsteer.concepts import ConceptActs
+from xsteer.fidelity import ConceptActs
 from xsteer.fidelity import random_null
 
 

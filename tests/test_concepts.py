@@ -16,9 +16,9 @@ from xsteer.concepts import (
     concept_from_pairs,
     language_pairs,
     load_concept,
-    model_strength,
     sentiment_pairs,
 )
+from xsteer.fidelity import model_strength
 from xsteer.contrast import ContrastPair
 
 

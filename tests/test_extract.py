@@ -7,7 +7,8 @@ from sklearn.decomposition import PCA
 
 from xsteer.contrast import ContrastPair, arithmetic_pairs
 from xsteer.activations import collect_activations
-from xsteer.extract import extract_vectors, split_pairs
+from xsteer.extract import extract_vectors
+from xsteer.splits import held_out_split
 
 TEXTS = ["Hi.", "The quick brown fox jumps over the lazy dog.", "2 + 2 = 4.", "A medium length line."]
 
@@ -45,7 +46,8 @@ def test_pca_matches_sklearn(tiny_llama):
     pairs = arithmetic_pairs(24, seed=1)
     sv = extract_vectors(tiny_llama, pairs, "pca", layers=[1], seed=5, held_out=0.25)
     diff = _diffs(tiny_llama, pairs, 1)
-    fit_idx, test_idx, flips = split_pairs(len(pairs), 0.25, 5)
+    fit_idx, test_idx = held_out_split(len(pairs), 0.25, 5)
+    flips = np.where(np.random.default_rng(5).random(len(fit_idx)) < 0.5, -1.0, 1.0)
     pca = PCA(n_components=1).fit(diff[fit_idx] * flips[:, None])  # sklearn recentres itself
     ref = pca.components_[0]
     if np.mean(diff[fit_idx] @ ref > 0) < 0.5:
@@ -55,6 +57,27 @@ def test_pca_matches_sklearn(tiny_llama):
     assert sv.explained_variance[1] == pytest.approx(pca.explained_variance_ratio_[0], rel=1e-4)
     assert sv.sign_agreement[1] == pytest.approx(np.mean(diff[test_idx] @ ref > 0))
     assert len(test_idx) == 6 and not set(test_idx) & set(fit_idx)
+
+
+def test_held_out_split_keeps_groups_together_and_rounds():
+    fit, held = held_out_split(10, 0.25, 0)
+    assert len(held) == 2 and sorted([*fit, *held]) == list(range(10))  # round(2.5) = 2
+    assert len(held_out_split(3, 0.1, 0)[1]) == 1  # at least one held out when asked
+    groups = np.repeat(np.arange(6), 2)  # one text pooled two ways
+    fit, held = held_out_split(groups, 0.5, 1)
+    assert set(groups[fit]).isdisjoint(groups[held]) and len(held) == 6
+
+
+def test_pca_on_degenerate_differences_is_an_error_not_an_arbitrary_direction():
+    from xsteer.extract import fit_direction
+
+    d = np.array([[1.0, 2.0, 0.0]])
+    with pytest.raises(ValueError, match="PCA needs at least 2 distinct"):
+        fit_direction(d, "pca")  # one pair: nothing left after recentring
+    same = np.repeat(d, 6, axis=0)  # duplicated pairs: their flipped differences still span d
+    np.testing.assert_allclose(fit_direction(same, "pca", seed=3), d[0] / np.linalg.norm(d), atol=1e-12)
+    with pytest.raises(ValueError, match="zero direction"):
+        fit_direction(np.zeros((4, 3)), "mean_diff")
 
 
 def test_mean_diff_and_random(tiny_llama):

@@ -8,7 +8,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from xsteer.concepts import ConceptActs, auroc, auroc_ci, concept_from_pairs
+from xsteer.concepts import concept_from_pairs
+from xsteer.fidelity import ConceptActs, auroc, auroc_ci
 from xsteer.fidelity import readout_from_activations, random_null
 from xsteer.transfer import ModelInfo, Transfer
 

@@ -34,8 +34,8 @@ from xsteer.transfer import (
     linear_cka,
     make_layer_map,
     monotone_alignment,
-    resign,
 )
+from xsteer.extract import sign_vote
 from xsteer.vectors import SteeringVectors
 
 
@@ -400,10 +400,10 @@ def test_transfer_resigns_on_child_pairs():
     assert torch.allclose(signed[0], plain[0]) and torch.allclose(signed[1], -plain[1])
     assert torch.allclose(signed[2], plain[2])
     assert signed.sign_agreement == {0: 1.0, 1: 1.0}
-    v = torch.tensor([1.0, 0.0])
-    assert torch.equal(
-        resign(v, torch.tensor([[0.0, 0], [0, 0]]), torch.tensor([[1.0, 0], [1, 0]])), -v
-    )
+    v = np.array([1.0, 0.0])
+    np.testing.assert_array_equal(sign_vote(v, np.array([[-1.0, 0], [-1, 0]])), -v)
+    # a tie in the vote goes to the sign with the larger mean margin
+    np.testing.assert_array_equal(sign_vote(v, np.array([[-3.0, 0], [1, 0]])), -v)
 
 
 def test_apply_to_differences_maps_through_w():

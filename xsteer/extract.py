@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal, Sequence
 
 import numpy as np
@@ -10,10 +9,11 @@ import torch
 
 from xsteer.activations import check_layers, collect_activations
 from xsteer.contrast import ContrastPair, pairs_hash
+from xsteer.splits import held_out_split
 from xsteer.models import d_model, n_layers
 from xsteer.vectors import SteeringVectors
 
-__all__ = ["METHODS", "extract_vectors", "random_vectors", "split_pairs"]
+__all__ = ["METHODS", "extract_vectors", "fit_direction", "random_vectors", "sign_agreement", "sign_vote"]
 
 METHODS = ("pca", "mean_diff", "random")
 
@@ -41,17 +41,57 @@ def random_vectors(like: SteeringVectors, seed: int) -> SteeringVectors:
     )
 
 
-def split_pairs(n: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded split of ``n`` pairs into (fit indices, held-out indices, ±1 order flips of fit pairs).
+def sign_agreement(v: np.ndarray, diffs: np.ndarray) -> np.ndarray | float:
+    """Share of pairs whose positive side projects higher on ``v`` (unit (d,) or one per column
+    (d, k)); ``diffs`` are (positive − negative) rows (n, d)."""
+    share = (np.asarray(diffs, dtype=float) @ np.asarray(v, dtype=float) > 0).mean(0)
+    return float(share) if np.ndim(share) == 0 else share
 
-    With too few pairs to hold any out, the held-out indices are the fit indices (in-sample).
-    """
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    n_test = int(math.floor(n * held_out))
-    fit_idx, test_idx = perm[n_test:], perm[:n_test]
-    flips = np.where(rng.random(len(fit_idx)) < 0.5, -1.0, 1.0)
-    return fit_idx, (test_idx if n_test else fit_idx), flips
+
+def sign_vote(v: np.ndarray, diffs: np.ndarray) -> np.ndarray:
+    """RepE's label vote: ``v`` or ``-v`` (per column of a (d, k) ``v``), whichever has the positive
+    side projecting higher on most pairs; a tie goes to the sign with the larger mean margin."""
+    v = np.array(v, dtype=float)
+    margin = np.asarray(diffs, dtype=float) @ v
+    agree = (margin > 0).mean(0)
+    flip = (agree < 0.5) | ((agree == 0.5) & (margin.mean(0) < 0))
+    return np.where(flip, -v, v)
+
+
+def flipped_differences(diffs: np.ndarray, seed: int) -> np.ndarray:
+    """RepE's PCA input: each pair's difference with its order flipped at random (seeded), recentred."""
+    flips = np.where(np.random.default_rng(seed).random(len(diffs)) < 0.5, -1.0, 1.0)[:, None]
+    centred = np.asarray(diffs, dtype=np.float64) * flips
+    return centred - centred.mean(0)
+
+
+def fit_direction(diffs: np.ndarray, method: str = "mean_diff", seed: int = 0) -> np.ndarray:
+    """The one direction fitter: a unit vector from (positive − negative) rows ``diffs`` (n, d),
+    signed by :func:`sign_vote`. ``mean_diff`` is CAA's mean difference; ``pca`` is RepE's PC1 of
+    the differences after a seeded random flip of each pair's order and recentring."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    if diffs.ndim != 2 or len(diffs) < 1:
+        raise ValueError(f"fit_direction needs (n_pairs, d) differences, got shape {diffs.shape}.")
+    if method == "mean_diff":
+        v = diffs.mean(0)
+    elif method == "pca":
+        _, s, vt = np.linalg.svd(flipped_differences(diffs, seed), full_matrices=False)
+        if len(diffs) < 2 or not s[0] > 0:
+            raise ValueError(
+                f"PCA needs at least 2 distinct pair differences, got {len(diffs)} pair(s) whose recentred "
+                "differences are all zero; PC1 would be an arbitrary direction. Fix: give more (and distinct) "
+                "pairs, or use method='mean_diff'."
+            )
+        v = vt[0]
+    else:
+        raise ValueError(f"Unknown method {method!r}; choose one of ('pca', 'mean_diff').")
+    norm = float(np.linalg.norm(v))
+    if not np.isfinite(norm) or norm < 1e-12:
+        raise ValueError(
+            "The pairs give a zero direction: their positive and negative activations are identical on "
+            "average. Fix: check that the pairs differ in the concept."
+        )
+    return sign_vote(v / norm, diffs)
 
 
 def extract_vectors(
@@ -83,28 +123,22 @@ def extract_vectors(
     acts = collect_activations(model, texts, layers, batch_size=batch_size, progress=progress)
 
     n = len(pairs)
-    fit_idx, test_idx, flips = split_pairs(n, held_out, seed)
-    flips = flips[:, None]
+    fit_idx, test_idx = held_out_split(n, held_out, seed)
+    if len(fit_idx) < 2 or len(test_idx) == 0:  # nothing (or too little) to hold out: in-sample
+        fit_idx = test_idx = np.arange(n)
 
     directions, evr, agree = {}, {}, {}
     for l in layers:
         a = acts[l].double().numpy()
         diff = a[:n] - a[n:]
         fit = diff[fit_idx]
-        centred = fit * flips
-        centred = centred - centred.mean(0)
-        if method == "pca":
-            v = np.linalg.svd(centred, full_matrices=False)[2][0]
-        elif method == "mean_diff":
-            v = fit.mean(0)
+        if method == "random":
+            v = sign_vote(_random_unit(a.shape[1], seed, l), fit)
         else:
-            v = _random_unit(a.shape[1], seed, l)
-        v = v / np.linalg.norm(v)
-        if np.mean(fit @ v > 0) < 0.5:  # RepE's label vote fixes the sign
-            v = -v
+            v = fit_direction(fit, method, seed)
         directions[l] = torch.from_numpy(v).float()
-        evr[l] = _explained(centred, v)
-        agree[l] = float(np.mean(diff[test_idx] @ v > 0))
+        evr[l] = _explained(flipped_differences(fit, seed), v)
+        agree[l] = sign_agreement(v, diff[test_idx])
     return SteeringVectors(
         directions=directions,
         model_name=model.cfg.model_name,

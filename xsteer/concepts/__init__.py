@@ -2,41 +2,17 @@
 
 ``load_concept(name)`` builds one of ``CONCEPTS`` ("sentiment", "language", "arith_truth"),
 ``task:<task name>`` or a JSONL file of ``{"positive": ..., "negative": ...}`` lines;
-``concept_from_pairs`` wraps pairs you already have; ``model_strength`` says how strongly a model
-holds a concept (held-out AUROC and sign agreement per layer, flagged when it does not).
+``concept_from_pairs`` wraps pairs you already have. How strongly a model holds a concept is
+measured in ``xsteer.fidelity`` (``model_strength``).
 """
 
-from .base import JUDGES, MIN_PAIRS, Concept, concept_from_pairs, split_concept_pairs
+from .base import JUDGES, MIN_PAIRS, Concept, concept_from_pairs
 from .files import read_pairs_jsonl
 from .language import language_pairs
 from .registry import CONCEPTS, load_concept
 from .sentiment import sentiment_pairs
-from .strength import (
-    HOLD_AUROC,
-    ConceptActs,
-    ConceptStrength,
-    LayerStrength,
-    auroc,
-    auroc_ci,
-    concept_acts,
-    concept_strength,
-    fit_directions,
-    model_strength,
-    sign_agreement,
-)
 
 __all__ = [
-    "HOLD_AUROC",
-    "ConceptActs",
-    "ConceptStrength",
-    "LayerStrength",
-    "auroc",
-    "auroc_ci",
-    "concept_acts",
-    "concept_strength",
-    "fit_directions",
-    "model_strength",
-    "sign_agreement",
     "CONCEPTS",
     "JUDGES",
     "MIN_PAIRS",
@@ -46,5 +22,4 @@ __all__ = [
     "load_concept",
     "read_pairs_jsonl",
     "sentiment_pairs",
-    "split_concept_pairs",
 ]

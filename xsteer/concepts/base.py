@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import numpy as np
-
 from xsteer.contrast import ContrastPair, pairs_hash
+from xsteer.splits import held_out_split
 
-__all__ = ["JUDGES", "MIN_PAIRS", "Concept", "concept_from_pairs", "split_concept_pairs"]
+__all__ = ["JUDGES", "MIN_PAIRS", "Concept", "concept_from_pairs"]
 
 MIN_PAIRS = 16
 """Fewest pairs a concept may have: below this the held-out AUROC has too few items to mean much."""
@@ -115,15 +114,6 @@ def _check_unique(name: str, pairs: list[ContrastPair]) -> None:
         seen[key] = i
 
 
-def split_concept_pairs(n: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train indices, test indices) for ``n`` pairs, ``round(n * held_out)`` of them held out."""
-    if not 0 < held_out < 1:
-        raise ValueError(f"held_out must be in (0, 1), not {held_out}.")
-    perm = np.random.default_rng(seed).permutation(n)
-    n_test = int(round(n * held_out))
-    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
-
-
 def concept_from_pairs(
     name: str,
     pairs: Sequence[ContrastPair] | Sequence[tuple[str, str]],
@@ -141,7 +131,9 @@ def concept_from_pairs(
             "readout. Add more pairs."
         )
     _check_unique(name, pairs)
-    train_idx, test_idx = split_concept_pairs(len(pairs), held_out, seed)
+    if not 0 < held_out < 1:
+        raise ValueError(f"held_out must be in (0, 1), not {held_out}.")
+    train_idx, test_idx = held_out_split(len(pairs), held_out, seed)
     return Concept(
         name=name,
         train=[pairs[i] for i in train_idx],

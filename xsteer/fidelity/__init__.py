@@ -26,12 +26,34 @@ from .readout import (
     readout_fidelity,
     readout_from_activations,
 )
+from .strength import (
+    HOLD_AUROC,
+    ConceptActs,
+    ConceptStrength,
+    LayerStrength,
+    auroc,
+    auroc_ci,
+    concept_acts,
+    concept_strength,
+    fit_directions,
+    model_strength,
+)
 from .report import format_markdown, format_strength_table, format_summary_table, write_report
 from .judges import LanguageJudge, SentimentJudge, completion_nll, distinct_n, make_judge
 from .steering import DoseResponse, SteeringFidelity, dose_response, steering_fidelity
 from .where import steerable_layers, targeted_map
 
 __all__ = [
+    "HOLD_AUROC",
+    "ConceptActs",
+    "ConceptStrength",
+    "LayerStrength",
+    "auroc",
+    "auroc_ci",
+    "concept_acts",
+    "concept_strength",
+    "fit_directions",
+    "model_strength",
     "ANCHOR_MODES",
     "concept_anchor_texts",
     "ChildLayerReadout",

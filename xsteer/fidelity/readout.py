@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from xsteer.concepts import Concept, load_concept
-from xsteer.concepts.strength import (
+from xsteer.extract import sign_agreement, sign_vote
+from xsteer.fidelity.strength import (
     ConceptActs,
     ConceptStrength,
     Method,
@@ -28,7 +29,6 @@ from xsteer.concepts.strength import (
     auroc_ci,
     concept_strength,
     fit_directions,
-    sign_agreement,
 )
 from xsteer.stats import Estimate
 
@@ -80,10 +80,7 @@ def random_null(acts: ConceptActs, layer: int, *, n: int = 200, seed: int = 0) -
     d = acts.test_pos[layer].shape[1]
     r = np.random.default_rng([seed, layer]).standard_normal((d, n))
     r /= np.linalg.norm(r, axis=0, keepdims=True)
-    margin = (_np(acts.train_pos[layer]) - _np(acts.train_neg[layer])) @ r
-    agree = (margin > 0).mean(0)
-    flip = (agree < 0.5) | ((agree == 0.5) & (margin.mean(0) < 0))
-    r[:, flip] *= -1
+    r = sign_vote(r, _np(acts.train_pos[layer]) - _np(acts.train_neg[layer]))
     a = auroc(_np(acts.test_pos[layer]) @ r, _np(acts.test_neg[layer]) @ r)
     p05, p50, p95 = np.quantile(a, [0.05, 0.5, 0.95])
     return RandomNull(n, float(a.mean()), float(p05), float(p50), float(p95))
@@ -317,7 +314,8 @@ def readout_from_activations(
             if c not in nulls:
                 continue
             v = moved[c].double().numpy()
-            tp, tn = _np(child_acts.test_pos[c]) @ v, _np(child_acts.test_neg[c]) @ v
+            test_pos, test_neg = _np(child_acts.test_pos[c]), _np(child_acts.test_neg[c])
+            tp, tn = test_pos @ v, test_neg @ v
             fp, fn = _np(child_acts.train_pos[c]) @ v, _np(child_acts.train_neg[c]) @ v
             transferred.append(
                 TransferLayerReadout(
@@ -326,7 +324,7 @@ def readout_from_activations(
                     child_layer=c,
                     parent_layer=int(pairs[str(c)]),
                     auroc=auroc_ci(tp, tn, n_boot=n_boot, seed=seed + c),
-                    sign_agreement=float(sign_agreement(tp, tn)),
+                    sign_agreement=sign_agreement(v, test_pos - test_neg),
                     train_auroc=float(auroc(fp, fn)),
                     cos_own=float(v @ child_dirs[c] / np.linalg.norm(v)),
                     r2=float(r2[c]),

@@ -39,7 +39,7 @@ from xsteer.transfer.layer_maps import (
     make_layer_map,
     monotone_alignment,
 )
-from xsteer.transfer.transfer import ModelInfo, Transfer, resign, sign_agreement
+from xsteer.transfer.transfer import ModelInfo, Transfer
 
 __all__ = [
     "ADAPTERS",
@@ -75,6 +75,4 @@ __all__ = [
     "make_adapter",
     "make_layer_map",
     "monotone_alignment",
-    "resign",
-    "sign_agreement",
 ]

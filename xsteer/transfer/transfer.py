@@ -12,6 +12,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import torch
 
+from xsteer.extract import sign_agreement, sign_vote
 from xsteer.models import d_model, n_layers
 from xsteer.storage import read_pair, write_pair
 from xsteer.transfer import aligned, anchors
@@ -20,7 +21,7 @@ from xsteer.transfer.anchors import MIN_ANCHORS, Pooling
 from xsteer.transfer.layer_maps import CKAMap, LayerMap, make_layer_map
 from xsteer.vectors import SteeringVectors
 
-__all__ = ["ModelInfo", "Transfer", "resign", "sign_agreement"]
+__all__ = ["ModelInfo", "Transfer"]
 
 Acts = Mapping[int, torch.Tensor]
 _FORMAT = "xsteer.transfer"
@@ -41,19 +42,6 @@ class ModelInfo:
 
     def __str__(self) -> str:
         return f"{self.name!r} (width {self.d_model}, {self.n_layers} layers)"
-
-
-def sign_agreement(v: torch.Tensor, child_pos: torch.Tensor, child_neg: torch.Tensor) -> float:
-    """Share of pairs whose positive row projects higher on ``v`` than its negative row."""
-    return float((((child_pos - child_neg).double() @ v.double()) > 0).double().mean())
-
-
-def resign(v: torch.Tensor, child_pos: torch.Tensor, child_neg: torch.Tensor) -> torch.Tensor:
-    """``v`` or ``-v``, whichever has the positive side projecting higher on most pairs (ties: on average)."""
-    margin = (child_pos - child_neg).double() @ v.double()
-    agree = float((margin > 0).double().mean())
-    flip = agree < 0.5 or (agree == 0.5 and float(margin.mean()) < 0)
-    return -v if flip else v
 
 
 def _acts_hash(parent_acts: Acts, child_acts: Acts) -> str:
@@ -274,8 +262,9 @@ class Transfer:
                             f"child_pairs_acts at layer {c} have shape {tuple(x.shape)}; expected "
                             f"(n_pairs, {self.child_.d_model}) activations of {self.child_}."
                         )
-                v = resign(v, pos[c], neg[c])
-                agreement[c] = sign_agreement(v, pos[c], neg[c])
+                diffs = (pos[c] - neg[c]).double().numpy()
+                v = torch.from_numpy(sign_vote(v.double().numpy(), diffs)).float()
+                agreement[c] = sign_agreement(v.double().numpy(), diffs)
             directions[c] = v
             pairs[c] = p
         if not directions:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from xsteer.activations import collect_activations
+from xsteer.extract import fit_direction, sign_agreement
 from xsteer.stats import Estimate
 
 __all__ = [
@@ -28,7 +30,6 @@ __all__ = [
     "concept_strength",
     "fit_directions",
     "model_strength",
-    "sign_agreement",
 ]
 
 HOLD_AUROC = 0.7
@@ -91,34 +92,9 @@ def auroc_ci(pos: np.ndarray, neg: np.ndarray, *, n_boot: int = 1000, seed: int 
     return Estimate(float(wins.mean()), float(lo), float(hi), m, level)
 
 
-def sign_agreement(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """Share of pairs whose positive score is higher, per column."""
-    return (np.asarray(pos) > np.asarray(neg)).mean(0)
-
-
 def fit_directions(pos: Acts, neg: Acts, method: Method = "mean_diff", seed: int = 0) -> dict[int, np.ndarray]:
-    """Unit vector per layer from train pairs, signed so the positive side projects higher on most
-    pairs: ``mean_diff`` (mean of pos - neg) or ``pca`` (PC1 of the recentred, randomly flipped
-    differences, as :func:`xsteer.extract.extract_vectors`)."""
-    if method not in ("mean_diff", "pca"):
-        raise ValueError(f"method must be 'mean_diff' or 'pca', not {method!r}.")
-    out = {}
-    for l in sorted(pos):
-        diff = _np(pos[l]) - _np(neg[l])
-        if method == "mean_diff":
-            v = diff.mean(0)
-        else:
-            flips = np.where(np.random.default_rng(seed).random(len(diff)) < 0.5, -1.0, 1.0)[:, None]
-            centred = diff * flips
-            v = np.linalg.svd(centred - centred.mean(0), full_matrices=False)[2][0]
-        norm = np.linalg.norm(v)
-        if not np.isfinite(norm) or norm < 1e-12:
-            raise ValueError(f"Layer {l}: the train pairs give a zero direction (identical activations?).")
-        v = v / norm
-        if np.mean(diff @ v > 0) < 0.5:
-            v = -v
-        out[l] = v
-    return out
+    """:func:`xsteer.extract.fit_direction` of the train pairs at every layer."""
+    return {l: fit_direction(_np(pos[l]) - _np(neg[l]), method, seed) for l in sorted(pos)}
 
 
 @dataclass(frozen=True)
@@ -193,13 +169,14 @@ def concept_strength(
     layers = []
     for l in acts.layers:
         v = dirs[l]
-        tp, tn = _np(acts.test_pos[l]) @ v, _np(acts.test_neg[l]) @ v
+        test_pos, test_neg = _np(acts.test_pos[l]), _np(acts.test_neg[l])
+        tp, tn = test_pos @ v, test_neg @ v
         fp, fn = _np(acts.train_pos[l]) @ v, _np(acts.train_neg[l]) @ v
         layers.append(
             LayerStrength(
                 layer=l,
                 auroc=auroc_ci(tp, tn, n_boot=n_boot, seed=seed + l),
-                sign_agreement=float(sign_agreement(tp, tn)),
+                sign_agreement=sign_agreement(v, test_pos - test_neg),
                 train_auroc=float(auroc(fp, fn)),
             )
         )
@@ -210,8 +187,6 @@ def concept_strength(
 
 def concept_acts(model, concept, layers=None, *, batch_size: int = 16, progress: bool = False) -> ConceptActs:
     """Last-token ``resid_post`` activations of a concept's train and test texts (one forward pass set)."""
-    from xsteer.activations import collect_activations
-
     n_tr, n_te = len(concept.train), len(concept.test)
     texts = concept.texts("train") + concept.texts("test")
     acts = collect_activations(model, texts, layers, batch_size=batch_size, progress=progress)
