@@ -28,7 +28,7 @@ from analysis.similarity import (
     projection_agreement_heatmap,
     random_correlation_scale,
 )
-from analysis.summary import RunSummary, summarise
+from analysis.summary import RunSummary, summarise_runs
 from analysis.tables import to_latex, to_markdown
 
 __all__ = [
@@ -49,7 +49,7 @@ __all__ = [
     "relative_perturbation_figure",
     "results_table",
     "save_figure",
-    "summarise",
+    "summarise_runs",
     "to_latex",
     "to_markdown",
     "write_results_table",

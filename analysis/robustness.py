@@ -28,14 +28,13 @@ from analysis.summary import (
     baseline_test_correct,
     condition_label,
     conditions_of,
-    report_comparisons,
     run_labels,
     spread,
-    summarise,
+    summarise_runs,
 )
 from analysis.tables import to_latex, to_markdown
 from xsteer.results import TransferResult
-from xsteer.stats import Estimate, accuracy_ci
+from xsteer.stats import Comparison, Estimate, accuracy_ci
 
 __all__ = [
     "STYLES",
@@ -67,7 +66,7 @@ class KindStyle:
 #: One style per condition kind (Okabe–Ito colours); the baseline is drawn as a kind of its own.
 STYLES: dict[str, KindStyle] = {
     "baseline": KindStyle("baseline (λ = 0)", "#000000", "dash", "line-ew", ""),
-    "steered": KindStyle("transfer", "#0072B2", "solid", "circle", ""),
+    "transferred": KindStyle("transferred", "#0072B2", "solid", "circle", ""),
     "child_own": KindStyle("child's own vector", "#E69F00", "dashdot", "square", "/"),
     "random": KindStyle("random directions", "#7F7F7F", "dot", "x", "x"),
     "self_consistency": KindStyle("self-consistency", "#009E73", "longdash", "diamond", "."),
@@ -91,7 +90,7 @@ def accuracy_vs_lambda(
     results: Sequence[TransferResult],
     split: str = "test",
     *,
-    kinds: Sequence[str] = ("steered",),
+    kinds: Sequence[str] = ("transferred",),
     n_boot: int = 10_000,
     seed: int = 0,
 ) -> go.Figure:
@@ -294,18 +293,14 @@ def _band_trace(
 _STATS = (("lambda_star", "at λ*"), ("its", "ITS vote"))
 
 
-def gains_figure(
-    results: Sequence[TransferResult], *, n_boot: int = 10_000, seed: int | None = None
-) -> go.Figure:
+def gains_figure(results: Sequence[TransferResult]) -> go.Figure:
     """Test accuracy gain over the baseline at λ* and by ITS vote, one bar per condition kind
-    (``STYLES``), with the statistics of the run's report (``xsteer.report.build_statistics``):
+    (``STYLES``), with the run's own statistics (``TransferResult.statistics``, as in report.md):
     Δ with its 95% paired-bootstrap CI and the exact McNemar p Holm-adjusted over the run's
-    non-random conditions, as in report.md. Random directions: mean Δ and range across directions.
+    non-random conditions. Random directions: mean Δ and range across directions.
 
-    A result's saved ``statistics`` (report.json) are used as they are; without them they are
-    computed with ``n_boot`` and ``seed`` (default: the run's config seed, as the report does).
     Each bar's value is also marked (so Δ = 0 shows); every trace carries ``meta`` naming its
-    kind, role (bar, value, label) and the comparison keys of report.json it draws.
+    kind, role (bar, value, label) and the (condition, statistic) comparisons it draws.
     """
     if not results:
         raise ValueError("No results given; pass a list of TransferResult (TransferResult.load).")
@@ -317,7 +312,9 @@ def gains_figure(
          else [s for _, s in _STATS])
     series: dict[tuple[str, str], list] = {}  # (kind, legend) -> per x slot: (Δ, low, high, text, hover, key)
     for j, result in enumerate(results):
-        comps = report_comparisons(result, n_boot=n_boot, seed=seed)
+        stats = result.statistics
+        if stats is None:
+            baseline_test_correct(result)  # a clear error: nothing to compare against
         for cond in result.conditions.values():
             if cond.kind == "random":
                 continue
@@ -326,9 +323,9 @@ def gains_figure(
                 legend = f"{legend} ({cond.name})"
             slots = series.setdefault((cond.kind, legend), [None] * (len(_STATS) * len(results)))
             for i, (what, stat) in enumerate(_STATS):
-                comp = comps.get(f"{cond.name}@{what}")
+                comp = stats.comparison(cond.name, what)
                 if comp is not None:
-                    slots[j * len(_STATS) + i] = _comparison_slot(comp, f"{cond.name}@{what}", runs[j], stat)
+                    slots[j * len(_STATS) + i] = _comparison_slot(comp, (cond.name, what), runs[j], stat)
         randoms = conditions_of(result, "random")
         if randoms:
             slots = series.setdefault(("random", STYLES["random"].label), [None] * (len(_STATS) * len(results)))
@@ -379,23 +376,23 @@ def gains_figure(
     return fig
 
 
-def _comparison_slot(comp: dict, key: str, run: str, stat: str) -> dict:
-    d, m, f = comp["delta"], comp["mcnemar"], comp["flips"]
+def _comparison_slot(comp: Comparison, key: tuple[str, str], run: str, stat: str) -> dict:
+    d, f = comp.delta, comp.flips
     return dict(
-        y=d["value"], low=d["low"], high=d["high"], key=key,
-        text=f"p={_p(comp['p_holm'])}",
+        y=d.value, low=d.low, high=d.high, key=key,
+        text=f"p={_p(comp.p_holm)}",
         hover=(
-            f"{key}, {run} ({stat})<br>accuracy {comp['accuracy']['value']:.3f}, baseline "
-            f"{comp['baseline']['value']:.3f}<br>Δ {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
-            f"<br>McNemar: {f['wrong_to_right']} wrong→right, {f['right_to_wrong']} right→wrong, "
-            f"p = {_p(m['p_value'])}, Holm p = {_p(comp['p_holm'])}"
+            f"{key[0]} ({key[1]}), {run} ({stat})<br>accuracy {comp.accuracy.value:.3f}, baseline "
+            f"{comp.baseline.value:.3f}<br>Δ {d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+            f"<br>McNemar: {f.wrong_to_right} wrong→right, {f.right_to_wrong} right→wrong, "
+            f"p = {_p(comp.mcnemar.p_value)}, Holm p = {_p(comp.p_holm)}"
         ),
     )
 
 
 def _random_slot(s: Spread, run: str, stat: str) -> dict:
     return dict(
-        y=s.mean, low=s.low, high=s.high, key=f"random@{stat}", text=f"k={s.k}",
+        y=s.mean, low=s.low, high=s.high, key=("random", stat), text=f"k={s.k}",
         hover=f"random directions, {run} ({stat})<br>Δ mean {s.mean:+.3f}, {s.method} "
         f"[{s.low:+.3f}, {s.high:+.3f}] over k={s.k} directions",
     )
@@ -453,7 +450,7 @@ def _gain_traces(kind: str, legend: str, x: list, slots: list[dict | None]) -> l
 def results_table(
     results: Sequence[TransferResult],
     *,
-    kinds: Sequence[str] = ("steered",),
+    kinds: Sequence[str] = ("transferred",),
     n_boot: int = 10_000,
     seed: int = 0,
     family: str = "summary",
@@ -466,7 +463,7 @@ def results_table(
     (``family="report"``). Missing parts (no λ*, no ITS, no controls) are NaN.
     """
     rows = []
-    for s in summarise(results, kinds=kinds, n_boot=n_boot, seed=seed, family=family):
+    for s in summarise_runs(results, kinds=kinds, n_boot=n_boot, seed=seed, family=family):
         row = dict(
             parent=s.parent,
             child=s.child,
@@ -513,7 +510,7 @@ def _gain_cols(prefix: str, g: Gain | None) -> dict[str, float]:
 
 def format_results_table(table: pd.DataFrame, *, digits: int = 3) -> pd.DataFrame:
     """Display strings of a ``results_table``: accuracies as ``acc [low, high]``, signed deltas,
-    Holm-adjusted p-values; the condition column only when some row is not the steered vector."""
+    Holm-adjusted p-values; the condition column only when some row is not the transferred vector."""
 
     def acc(row: pd.Series, prefix: str) -> str:
         v, lo, hi = row[f"{prefix}_acc"], row[f"{prefix}_low"], row[f"{prefix}_high"]
@@ -543,7 +540,7 @@ def format_results_table(table: pd.DataFrame, *, digits: int = 3) -> pd.DataFram
             "self-consistency acc [95% CI]": table.apply(acc, axis=1, prefix="self_consistency"),
         }
     )
-    if (table["condition"] == "steered").all():
+    if (table["condition"] == "transferred").all():
         out = out.drop(columns="condition")
     return out
 
@@ -588,8 +585,8 @@ def relative_perturbation_figure(result: TransferResult) -> go.Figure:
     child's own vector gives nearly equal sizes)."""
     parent, child, task = run_labels(result)
     fig = go.Figure()
-    widths = {"child_own": 6, "steered": 2.5}
-    for cond in (c for kind in ("child_own", "steered") for c in conditions_of(result, kind)):
+    widths = {"child_own": 6, "transferred": 2.5}
+    for cond in (c for kind in ("child_own", "transferred") for c in conditions_of(result, kind)):
         if not cond.relative_size or cond.lambda_star is None:
             continue
         st = style_of(cond.kind)
@@ -601,7 +598,7 @@ def relative_perturbation_figure(result: TransferResult) -> go.Figure:
                 y=[cond.relative_size[l] for l in layers],
                 mode="lines+markers",
                 line=dict(color=st.colour, dash=st.dash, width=widths[cond.kind]),
-                marker=dict(symbol=st.symbol, size=8 if cond.kind == "steered" else 13,
+                marker=dict(symbol=st.symbol, size=8 if cond.kind == "transferred" else 13,
                             color=st.colour, line=dict(color="white", width=1)),
                 name=f"{label} @ λ* = {cond.lambda_star:g}",
                 hovertemplate="layer %{x}: %{y:.3g}<extra></extra>",
@@ -611,8 +608,8 @@ def relative_perturbation_figure(result: TransferResult) -> go.Figure:
     top = _largest_lambda_sizes(result)
     if top is not None:
         lam_max, sizes = top
-        steered = {l for c in conditions_of(result, "steered") for l in c.relative_size}
-        layers = sorted(l for l in sizes if not steered or l in steered)
+        transferred = {l for c in conditions_of(result, "transferred") for l in c.relative_size}
+        layers = sorted(l for l in sizes if not transferred or l in transferred)
         fig.add_trace(
             go.Scatter(
                 x=layers,
@@ -626,7 +623,7 @@ def relative_perturbation_figure(result: TransferResult) -> go.Figure:
         )
     if not fig.data:
         raise ValueError(
-            f"Result {parent} → {child} has no relative sizes: no steered or child_own condition "
+            f"Result {parent} → {child} has no relative sizes: no transferred or child_own condition "
             "with relative_size and λ*, and no diagnostics['residual_norms'] with config['lambdas']."
         )
     fig.update_yaxes(type="log", title_text="‖λ·v<sub>l</sub>‖ / median ‖h<sub>l</sub>‖",

@@ -22,7 +22,7 @@ def write_run_figures(result: TransferResult, out_dir: str | Path) -> list[Path]
     Holm-adjusted over the run's own family, as in its report.md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    kinds = tuple(k for k in ("steered", "child_own") if any(c.kind == k for c in result.conditions.values()))
+    kinds = tuple(k for k in ("transferred", "child_own") if any(c.kind == k for c in result.conditions.values()))
     written = []
     written += save_figure(accuracy_vs_lambda([result], kinds=kinds), out / "accuracy_vs_lambda")
     written += save_figure(gains_figure([result]), out / "gains")

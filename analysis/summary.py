@@ -15,6 +15,7 @@ from xsteer.results import ConditionResult, TransferResult
 from xsteer.stats import (
     Estimate,
     McNemar,
+    RunStatistics,
     accuracy_ci,
     holm,
     mcnemar_exact,
@@ -28,10 +29,9 @@ __all__ = [
     "baseline_test_correct",
     "condition_label",
     "conditions_of",
-    "report_comparisons",
     "run_labels",
     "spread",
-    "summarise",
+    "summarise_runs",
 ]
 
 #: Fewest random directions for which the random band is the 2.5–97.5% range (else min–max).
@@ -96,9 +96,9 @@ class RunSummary:
 
     @property
     def label(self) -> str:
-        """``parent → child`` (plus the condition name when it is not the plain steered vector)."""
+        """``parent → child`` (plus the condition name when it is not the transferred vector)."""
         base = f"{self.parent} → {self.child}"
-        return base if self.condition == "steered" else f"{base} [{self.condition}]"
+        return base if self.condition == "transferred" else f"{base} [{self.condition}]"
 
 
 def run_labels(result: TransferResult) -> tuple[str, str, str]:
@@ -133,10 +133,10 @@ def baseline_test_correct(result: TransferResult) -> list[bool]:
     return result.baseline["test"]
 
 
-def summarise(
+def summarise_runs(
     results: Sequence[TransferResult],
     *,
-    kinds: Sequence[str] = ("steered",),
+    kinds: Sequence[str] = ("transferred",),
     n_boot: int = 10_000,
     seed: int = 0,
     family: str = "summary",
@@ -145,8 +145,7 @@ def summarise(
 
     ``family="summary"``: the McNemar p-values of every λ* and ITS comparison summarised here form
     one Holm family. ``family="report"``: each run's own family, as in its report.md
-    (``xsteer.report.build_statistics``: every non-random condition of the run), read from the
-    saved statistics where the result has them.
+    (``TransferResult.statistics``: every non-random condition of the run).
     """
     if family not in ("summary", "report"):
         raise ValueError(f"family must be 'summary' or 'report', got {family!r}.")
@@ -198,10 +197,8 @@ def summarise(
         adjusted = holm(tests) if tests else {}
     else:
         what = {"at_lambda_star": "lambda_star", "its": "its"}
-        comps = {id(r): report_comparisons(r, n_boot=n_boot) for r in results}
         adjusted = {
-            (i, key): comps[id(names[i][0])][f"{names[i][1]}@{what[key]}"]["p_holm"]
-            for i, key in tests
+            (i, key): _statistics(names[i][0]).comparison(names[i][1], what[key]).p_holm for i, key in tests
         }
     for (i, key), p in adjusted.items():
         g = rows[i][key]
@@ -209,20 +206,11 @@ def summarise(
     return [RunSummary(**row) for row in rows]
 
 
-def report_comparisons(
-    result: TransferResult, *, n_boot: int = 10_000, seed: int | None = None
-) -> dict[str, dict]:
-    """The run's comparisons as report.json holds them: the saved ``statistics`` where present,
-    else ``xsteer.report.build_statistics`` with ``n_boot`` and ``seed`` (default: the run's
-    config seed, as the report uses)."""
-    from xsteer.report import build_statistics  # analysis reads xsteer, never the other way
-
-    saved = (result.statistics or {}).get("comparisons")
-    if saved:
-        return saved
-    baseline_test_correct(result)  # a clear error when there is no test baseline
-    seed = result.config.get("seed", 0) if seed is None else seed
-    return build_statistics(result, n_boot=n_boot, seed=seed)["comparisons"]
+def _statistics(result: TransferResult) -> RunStatistics:
+    """The run's statistics (a clear error when it has no test baseline to compare against)."""
+    if result.statistics is None:
+        baseline_test_correct(result)
+    return result.statistics
 
 
 def _gain(base: Sequence[bool], correct: Sequence[bool], boot: dict) -> Gain:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -64,7 +65,7 @@ def make_result(parent: str, child: str, seed: int) -> TransferResult:
         )
 
     conditions = {
-        "steered": cond("steered", "steered", [0.4, 0.5, 0.7, 0.6], 0.75),
+        "transferred": cond("transferred", "transferred", [0.4, 0.5, 0.7, 0.6], 0.75),
         "child_own": cond("child_own", "child_own", [0.4, 0.45, 0.55, 0.5], 0.55),
     }
     for i in range(N_RANDOM):
@@ -140,12 +141,12 @@ def test_accuracy_vs_lambda_panels_traces_and_values(results):
         parent, child = r.config["parent"], r.config["child"]
         axis = "x" if parent == PARENTS[0] else "x2"
         where = dict(parent=parent, child=child)
-        (line,) = by_meta(fig, kind="steered", role="line", **where)
-        assert line.xaxis == axis and line.name == "transfer"
-        steered = r.conditions["steered"].correct["test"]
+        (line,) = by_meta(fig, kind="transferred", role="line", **where)
+        assert line.xaxis == axis and line.name == "transferred"
+        steered = r.conditions["transferred"].correct["test"]
         assert list(line.x) == LAMS
         np.testing.assert_allclose(line.y, [acc(steered[lam]) for lam in LAMS])
-        (band,) = by_meta(fig, kind="steered", role="ci", **where)
+        (band,) = by_meta(fig, kind="transferred", role="ci", **where)
         assert list(band.x) == LAMS + LAMS[::-1]
         high, low = np.array(band.y[:4]), np.array(band.y[4:][::-1])
         assert np.all(low <= np.array(line.y)) and np.all(np.array(line.y) <= high)
@@ -166,23 +167,23 @@ def test_accuracy_vs_lambda_panels_traces_and_values(results):
         assert line.marker.symbol == key.marker.symbol
     # one legend entry per kind, plus one per child (the marker key)
     assert sorted(legend_entries(fig)) == sorted(
-        ["transfer", "baseline (λ = 0)", f"random directions ({N_RANDOM}, min–max)", *CHILDREN]
+        ["transferred", "baseline (λ = 0)", f"random directions ({N_RANDOM}, min–max)", *CHILDREN]
     )
     assert len({t.marker.symbol for t in by_meta(fig, role="line")}) == len(CHILDREN)
     # every trace of a kind has that kind's colour
-    for kind, colour in (("steered", STYLES["steered"].colour), ("baseline", "#000000"),
+    for kind, colour in (("transferred", STYLES["transferred"].colour), ("baseline", "#000000"),
                          ("random", STYLES["random"].colour)):
         lines = {t.line.color for t in by_meta(fig, kind=kind) if t.meta["role"] != "ci"}
         assert lines == {colour}
 
 
 def test_accuracy_vs_lambda_other_split_and_kinds(results):
-    fig = accuracy_vs_lambda(results[:1], split="val", kinds=("steered", "child_own"), n_boot=500)
+    fig = accuracy_vs_lambda(results[:1], split="val", kinds=("transferred", "child_own"), n_boot=500)
     assert fig.layout.yaxis.title.text == "accuracy (val)"
     assert len(fig.data) == 2 + 2 * 2  # one baseline and random band, a line and CI per kind
     legend = legend_entries(fig)
     assert sorted(legend) == sorted(
-        ["transfer", "child's own vector", "baseline (λ = 0)", f"random directions ({N_RANDOM}, min–max)"]
+        ["transferred", "child's own vector", "baseline (λ = 0)", f"random directions ({N_RANDOM}, min–max)"]
     )
     shown = [t for t in fig.data if t.showlegend is not False]
     # one colour and one dash per kind: the kinds read apart in colour and in greyscale
@@ -207,16 +208,16 @@ def test_accuracy_vs_lambda_bad_input(results):
 # ---------------------------------------------------------------------------- gains and table
 
 
-REPORT_FAMILY = [("steered", "lambda_star"), ("steered", "its"), ("child_own", "lambda_star"),
+REPORT_FAMILY = [("transferred", "lambda_star"), ("transferred", "its"), ("child_own", "lambda_star"),
                  ("child_own", "its"), ("self_consistency", "its")]
 
 
 def test_gains_figure_bars_match_independent_deltas(results):
-    fig = gains_figure(results, n_boot=2000)
+    fig = gains_figure(results)
     bars = {t.meta["kind"]: t for t in by_meta(fig, role="bar")}
-    assert list(bars) == ["steered", "child_own", "self_consistency", "random"]
+    assert list(bars) == ["transferred", "child_own", "self_consistency", "random"]
     # one legend entry per kind, one colour and one bar pattern per kind
-    assert legend_entries(fig) == ["transfer", "child's own vector", "self-consistency", "random directions"]
+    assert legend_entries(fig) == ["transferred", "child's own vector", "self-consistency", "random directions"]
     assert len({b.marker.line.color for b in bars.values()}) == 4
     assert len({b.marker.pattern.shape for b in bars.values()}) == 4
     assert fig.layout.yaxis.title.text == "Δ accuracy vs baseline"
@@ -231,7 +232,7 @@ def test_gains_figure_bars_match_independent_deltas(results):
         holm_p = dict(zip(REPORT_FAMILY, holm_reference(raw)))
         for i, what in enumerate(("lambda_star", "its")):
             slot = 2 * k + i
-            for kind in ("steered", "child_own", "self_consistency"):
+            for kind in ("transferred", "child_own", "self_consistency"):
                 bar = bars[kind]
                 assert (bar.x[0][slot], bar.x[1][slot]) == (run, ("at λ*", "ITS vote")[i])
                 if (kind, what) not in holm_p:  # self-consistency has no λ*
@@ -256,35 +257,34 @@ def test_gains_figure_bars_match_independent_deltas(results):
 
 
 def test_gains_figure_p_values_are_report_json_holm(tmp_path):
-    from xsteer.report import build_statistics
-
     r = make_result("p", "c", seed=4)
-    r.statistics = build_statistics(r, n_boot=500)  # what write_report saves into report.json
     r.save(tmp_path / "report.json")
     saved = TransferResult.load(tmp_path / "report.json")
-    comps = json.loads((tmp_path / "report.json").read_text())["statistics"]["comparisons"]
+    comps = {(c["condition"], c["statistic"]): c
+             for c in json.loads((tmp_path / "report.json").read_text())["statistics"]["comparisons"]}
     fig = gains_figure([saved])
     shown = 0
-    for kind in ("steered", "child_own", "self_consistency"):
+    for kind in ("transferred", "child_own", "self_consistency"):
         (label,) = by_meta(fig, kind=kind, role="label")
         (bar,) = by_meta(fig, kind=kind, role="bar")
         for slot, key in enumerate(label.meta["keys"]):
             if key is None:
                 continue
-            p = comps[key]["p_holm"]
+            p = comps[tuple(key)]["p_holm"]
             assert label.text[slot] == ("p=<0.001" if p < 0.001 else f"p={p:.3f}")
-            assert bar.y[slot] == comps[key]["delta"]["value"]
-            assert bar.y[slot] + bar.error_y.array[slot] == pytest.approx(comps[key]["delta"]["high"])
+            assert bar.y[slot] == comps[tuple(key)]["delta"]["value"]
+            assert bar.y[slot] + bar.error_y.array[slot] == pytest.approx(comps[tuple(key)]["delta"]["high"])
             shown += 1
     assert shown == len(comps) == len(REPORT_FAMILY)
 
 
 def test_gains_figure_zero_delta_is_visible():
     r = make_result("p", "c", seed=3)
-    r.conditions["steered"].its_correct = list(r.baseline["test"])  # Δ = 0 exactly
-    fig = gains_figure([r], n_boot=200)
-    (bar,) = by_meta(fig, kind="steered", role="bar")
-    (value,) = by_meta(fig, kind="steered", role="value")
+    r.conditions["transferred"].its_correct = list(r.baseline["test"])  # Δ = 0 exactly
+    r = dataclasses.replace(r, statistics=None)  # statistics are computed on construction
+    fig = gains_figure([r])
+    (bar,) = by_meta(fig, kind="transferred", role="bar")
+    (value,) = by_meta(fig, kind="transferred", role="value")
     assert list(bar.x) == ["at λ*", "ITS vote"] and bar.y[1] == 0.0
     assert value.y[1] == 0.0 and value.marker.size >= 8 and value.mode == "markers"
     assert bar.marker.line.width > 0
@@ -301,7 +301,7 @@ def test_results_table_values(results):
     for k, r in enumerate(results):
         row = table.iloc[k]
         base = r.baseline["test"]
-        cond = r.conditions["steered"]
+        cond = r.conditions["transferred"]
         val = cond.correct["val"]
         lam_star = LAMS[int(np.argmax([acc(val[lam]) for lam in LAMS]))]
         assert (row.parent, row.child, row.task) == (r.config["parent"], r.config["child"], "synthetic")
@@ -357,8 +357,8 @@ def test_markdown_and_latex_escape_special_characters():
 
 
 def test_table_kinds_adds_condition_column(results):
-    table = results_table(results[:1], kinds=("steered", "child_own"), n_boot=500)
-    assert list(table["condition"]) == ["steered", "child_own"]
+    table = results_table(results[:1], kinds=("transferred", "child_own"), n_boot=500)
+    assert list(table["condition"]) == ["transferred", "child_own"]
     assert "condition" in format_results_table(table).columns
 
 
@@ -369,7 +369,7 @@ def test_relative_perturbation_figure(results):
     r = results[0]
     fig = relative_perturbation_figure(r)
     assert fig.layout.yaxis.type == "log"
-    assert [t.meta["kind"] for t in fig.data] == ["child_own", "steered", "largest_lambda"]
+    assert [t.meta["kind"] for t in fig.data] == ["child_own", "transferred", "largest_lambda"]
     own, steered, top = fig.data
     for trace in (own, steered):
         cond = r.conditions[trace.meta["condition"]]
@@ -383,7 +383,7 @@ def test_relative_perturbation_figure(results):
     assert own.line.width > steered.line.width
     assert len({own.line.dash, steered.line.dash, top.line.dash}) == 3
     assert len({own.line.color, steered.line.color, top.line.color}) == 3
-    assert steered.name.startswith("transfer") and own.name.startswith("child's own")
+    assert steered.name.startswith("transferred") and own.name.startswith("child's own")
 
 
 def test_relative_perturbation_without_any_sizes_errors(results):
@@ -571,16 +571,14 @@ def test_figures_and_table_from_saved_reports(results, tmp_path):
 
 
 def test_results_table_report_family_equals_report_json():
-    from xsteer.report import build_statistics
-
     r = make_result("p", "c", seed=8)
-    comps = build_statistics(r, n_boot=200)["comparisons"]
-    table = results_table([r], kinds=("steered", "child_own"), n_boot=200, family="report")
+    stats = r.statistics
+    table = results_table([r], kinds=("transferred", "child_own"), n_boot=200, family="report")
     for row in table.itertuples():
-        assert row.p_star_holm == comps[f"{row.condition}@lambda_star"]["p_holm"]
-        assert row.p_its_holm == comps[f"{row.condition}@its"]["p_holm"]
+        assert row.p_star_holm == stats.comparison(row.condition, "lambda_star").p_holm
+        assert row.p_its_holm == stats.comparison(row.condition, "its").p_holm
     # the report's family also holds self-consistency, so it differs from the table's own
-    own = results_table([r], kinds=("steered", "child_own"), n_boot=200)
+    own = results_table([r], kinds=("transferred", "child_own"), n_boot=200)
     raw = own[["p_star", "p_its"]].to_numpy().ravel()
     np.testing.assert_allclose(own[["p_star_holm", "p_its_holm"]].to_numpy().ravel(), holm_reference(list(raw)))
     with pytest.raises(ValueError, match="family must be"):

@@ -134,12 +134,12 @@ def test_summary_rows_match_the_cells_reports(sequential):
     for row, cell in zip(summary["cells"], _spec().cells(out)):
         report = json.loads((cell.folder / "report.json").read_text())
         base = np.mean(report["baseline"]["test"])
-        star = report["conditions"]["transfer"]["lambda_star"]
-        steered = np.mean(report["conditions"]["transfer"]["correct"]["test"][repr(star)])
+        star = report["conditions"]["transferred"]["lambda_star"]
+        steered = np.mean(report["conditions"]["transferred"]["correct"]["test"][repr(star)])
         assert row["baseline"]["value"] == pytest.approx(base)
-        assert row["transfer"]["delta"]["value"] == pytest.approx(steered - base)
+        assert row["transferred"]["delta"]["value"] == pytest.approx(steered - base)
         deltas.append(steered - base)
-    assert summary["across_cells"]["arith"]["transfer"]["value"] == pytest.approx(np.mean(deltas))
+    assert summary["across_cells"]["arith"]["transferred"]["value"] == pytest.approx(np.mean(deltas))
 
 
 def test_resubmitted_ray_grid_recomputes_nothing(on_ray):

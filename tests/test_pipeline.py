@@ -11,7 +11,7 @@ from xsteer.cli import app
 from xsteer.evaluate import its_vote
 from xsteer.models import tiny_model
 from xsteer.pipeline import TransferConfig, run_transfer, select_lambda
-from xsteer.report import load_and_render
+from xsteer.report import render_markdown
 from xsteer.results import TransferResult
 
 LAMS = [0.5, 4.0]
@@ -36,10 +36,10 @@ def _records(out):
 def test_run_folder_contents(run):
     out, result, _, _ = run
     for name in ("config.json", "report.json", "report.md", "transfer.json", "transfer.safetensors",
-                 "vectors/parent.safetensors", "vectors/transferred.json", "vectors/child_own.json",
-                 "figures/accuracy_vs_lambda.html", "figures/gains.html", "figures/results_table.md"):
+                 "vectors/parent.safetensors", "vectors/transferred.json", "vectors/child_own.json"):
         assert (out / name).exists(), name
-    assert set(result.conditions) == {"transfer", "child_own", "random[0]", "random[1]", "self_consistency"}
+    assert not (out / "figures").exists()  # the library writes data; front ends draw
+    assert set(result.conditions) == {"transferred", "child_own", "random[0]", "random[1]", "self_consistency"}
     assert TransferResult.load(out).to_dict() == result.to_dict()
 
 
@@ -51,7 +51,7 @@ def test_lambda_star_and_its_from_records(run):
         by[(r["split"], r["condition"])][(r["example_id"], r["lam"], r["sample"])] = r
     base = by[("test", "baseline")]
     assert result.baseline["test"] == [base[(i, 0.0, 0)]["correct"] for i in result.item_ids["test"]]
-    for name in ("transfer", "child_own", "random[1]"):
+    for name in ("transferred", "child_own", "random[1]"):
         val = by[("validation", name)]
         acc = {lam: sum(val[(i, lam, 0)]["correct"] for i in result.item_ids["validation"]) for lam in LAMS}
         best = max(acc.values())
@@ -80,18 +80,21 @@ def test_resume_with_saved_vectors_needs_no_parent(run):
     out, result, models, cfg = run
     cfg2 = TransferConfig(**{**cfg.__dict__, "n_random": 3})
     again = run_transfer(cfg2, out, models={"c": models["c"]}, progress=False)
-    assert again.conditions["transfer"].its_correct == result.conditions["transfer"].its_correct
+    assert again.conditions["transferred"].its_correct == result.conditions["transferred"].its_correct
     assert "random[2]" in again.conditions
     run_transfer(cfg, out, models=models, progress=False)  # restore the folder for later tests
 
 
 def test_report_regenerates_identically_without_models(run):
     out, _, _, _ = run
-    assert load_and_render(out) == (out / "report.md").read_text()
-    stats = json.loads((out / "report.json").read_text())["statistics"]
-    assert set(stats["comparisons"]) >= {"transfer@lambda_star", "transfer@its", "self_consistency@its"}
+    loaded = TransferResult.load(out)
+    assert render_markdown(loaded) == (out / "report.md").read_text()
+    assert set(loaded.statistics.comparisons) >= {("transferred", "lambda_star"), ("transferred", "its"),
+                                                  ("self_consistency", "its")}
     result = CliRunner().invoke(app, ["report", str(out)])
     assert result.exit_code == 0 and "report.md" in result.output
+    for name in ("figures/accuracy_vs_lambda.html", "figures/gains.html", "figures/results_table.md"):
+        assert (out / name).exists(), name
 
 
 def test_select_lambda_tie_goes_to_smaller():

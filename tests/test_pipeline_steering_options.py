@@ -64,7 +64,7 @@ def test_band_schedule_equals_the_evaluator_by_hand(models, tmp_path):
     by_hand = Evaluator(child, task, batch_size=5, schedule=band, progress=False)
     plain = Evaluator(child, task, batch_size=5, progress=False)
     stored = _records(tmp_path)
-    for name, vectors in (("transfer", transferred), ("child_own", own),
+    for name, vectors in (("transferred", transferred), ("child_own", own),
                           ("random[0]", random_vectors(transferred, seed=0))):
         cond = result.conditions[name]
         for split, examples in splits.items():
@@ -80,7 +80,7 @@ def test_band_schedule_equals_the_evaluator_by_hand(models, tmp_path):
     # the schedule took effect: without it the same vectors score otherwise
     unscheduled = plain.sweep(splits["test"], "test", "x", transferred, [LAMS[-1]])[LAMS[-1]]
     assert any(abs(a - b) > 1e-3 for r in unscheduled
-               for a, b in zip(r.meta["sum"], stored[("test", "transfer", r.example_id, LAMS[-1], 0)]["meta"]["sum"]))
+               for a, b in zip(r.meta["sum"], stored[("test", "transferred", r.example_id, LAMS[-1], 0)]["meta"]["sum"]))
     steering = json.loads((tmp_path / "report.json").read_text())["diagnostics"]["steering"]
     assert steering["schedule"]["per_layer"] == {"0": 0.0, "1": 2.0, "2": 2.0}
     report = (tmp_path / "report.md").read_text()
@@ -127,7 +127,7 @@ def test_search_reads_validation_only_is_saved_and_reused(models, tmp_path, monk
     assert len(saved["history"]) == len(during) and saved["score"] == max(h["accuracy"] for h in saved["history"])
     assert saved["schedule"] == Band(best["start"], best["width"]).to_dict() and saved["split"] == "validation"
     inside = set(range(best["start"], best["start"] + best["width"]))
-    for name in ("transfer", "child_own", "random[0]"):  # one schedule for every steered condition
+    for name in ("transferred", "child_own", "random[0]"):  # one schedule for every steered condition
         sizes = result.conditions[name].relative_size
         assert {l for l, v in sizes.items() if v > 0} == inside & set(sizes)
     steering = result.diagnostics["steering"]
@@ -174,8 +174,8 @@ def test_operators_and_positions_run_end_to_end_and_differ_from_add(models, add_
     assert cfg.operator == canonical
     result = run_transfer(cfg, tmp_path, models=models, progress=False)
     recs = _records(tmp_path)
-    steered = [k for k in recs if k[1] == "transfer"]
-    assert set(steered) == {k for k in base if k[1] == "transfer"}
+    steered = [k for k in recs if k[1] == "transferred"]
+    assert set(steered) == {k for k in base if k[1] == "transferred"}
     assert all(recs[k]["meta"]["sum"] == pytest.approx(base[k]["meta"]["sum"], abs=1e-5)
                for k in recs if k[1] == "baseline")
     assert any(not all(math.isclose(a, b, abs_tol=1e-4) for a, b in zip(recs[k]["meta"]["sum"], base[k]["meta"]["sum"]))
@@ -221,7 +221,7 @@ def test_schedule_for_layers_the_child_lacks_fails_before_loading(loads, tmp_pat
 
 
 def test_schedule_depth_unknown_until_load_fails_before_the_parent_loads(models, loads, tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline._Models, "depth", lambda self, spec: None)
+    monkeypatch.setattr(pipeline.ModelCache, "depth", lambda self, spec: None)
     cfg = TransferConfig(parent="tiny:llama:3:64:0", child="c", task="arith", k_shot=0, n_pairs=8,
                          n_anchors=16, schedule={"name": "per_layer", "values": {"9": 1.0}})
     with pytest.raises(ValueError, match=r"names layers \[9\].*has 4 blocks"):

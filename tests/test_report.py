@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from xsteer.report import build_statistics, render_markdown
+from xsteer.report import render_markdown
 from xsteer.results import ConditionResult, TransferResult
+from xsteer.stats import RunStatistics, run_statistics
 
 LAM = 0.1
 
@@ -23,7 +24,7 @@ def result() -> TransferResult:
     # Test accuracies at λ*: transfer 0.6; randoms 0.4, 0.6, 0.8, 0.2 -> 2 of 4 at least as good.
     # ITS: transfer 0.4; randoms 0.4, 0.2, 0.6, 0.4 -> 3 of 4 at least as good.
     conditions = {
-        "transfer": _cond("transfer", "steered", [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]),
+        "transferred": _cond("transferred", "transferred", [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]),
         "random[0]": _cond("random[0]", "random", [1, 1, 0, 0, 0], [1, 0, 1, 0, 0]),
         "random[1]": _cond("random[1]", "random", [0, 1, 1, 1, 0], [0, 0, 0, 0, 1]),
         "random[2]": _cond("random[2]", "random", [1, 1, 1, 1, 0], [1, 1, 1, 0, 0]),
@@ -39,16 +40,37 @@ def result() -> TransferResult:
 
 
 def test_random_summary_counts_randoms_at_least_as_good(result):
-    r = build_statistics(result, n_boot=200)["random"]
-    assert r["n"] == 4
+    r = run_statistics(result.baseline, result.conditions, n_boot=200).random
     star, its = r["lambda_star"], r["its"]
-    assert (star["mean"], star["min"], star["max"], star["transfer"]) == pytest.approx((0.5, 0.2, 0.8, 0.6))
-    assert (star["n_at_least"], star["p_vs_random"]) == (2, pytest.approx(3 / 5))
-    assert (its["mean"], its["min"], its["max"], its["transfer"]) == pytest.approx((0.4, 0.2, 0.6, 0.4))
-    assert (its["n_at_least"], its["p_vs_random"]) == (3, pytest.approx(4 / 5))
+    assert star.n == its.n == 4
+    assert (star.mean, star.min, star.max, star.transferred) == pytest.approx((0.5, 0.2, 0.8, 0.6))
+    assert (star.n_at_least, star.p) == (2, pytest.approx(3 / 5))
+    assert (its.mean, its.min, its.max, its.transferred) == pytest.approx((0.4, 0.2, 0.6, 0.4))
+    assert (its.n_at_least, its.p) == (3, pytest.approx(4 / 5))
+
+
+def test_statistics_are_computed_once_and_survive_a_json_round_trip(result, tmp_path):
+    stats = result.statistics
+    assert isinstance(stats, RunStatistics)
+    comp = stats.comparison("transferred", "lambda_star")
+    assert comp.accuracy.value == pytest.approx(0.6) and comp.delta.value == pytest.approx(0.2)
+    assert (comp.flips.wrong_to_right, comp.flips.right_to_wrong) == (1, 0)
+    assert set(stats.comparisons) == {("transferred", "lambda_star"), ("transferred", "its")}
+    loaded = TransferResult.load(result.save(tmp_path / "report.json"))
+    assert loaded.statistics == stats
+
+
+def test_reports_of_earlier_versions_load_under_todays_names(result, tmp_path):
+    data = result.to_dict()
+    old = data["conditions"].pop("transferred")
+    data["conditions"]["transfer"] = {**old, "name": "transfer", "kind": "steered"}
+    data["statistics"] = {"comparisons": {"transfer@its": {}}}  # the old string-keyed form
+    loaded = TransferResult.from_dict(data)
+    assert loaded.conditions["transferred"].kind == "transferred"
+    assert loaded.statistics.comparison("transferred", "its").accuracy.value == pytest.approx(0.4)
 
 
 def test_report_shows_the_count_beside_its_p_value(result):
-    text = render_markdown(result, build_statistics(result, n_boot=200))
+    text = render_markdown(result)
     assert "| at λ* | 0.500 | 0.200–0.800 | 0.600 | 2 of 4 | 0.6 |" in text
     assert "| ITS | 0.400 | 0.200–0.600 | 0.400 | 3 of 4 | 0.8 |" in text

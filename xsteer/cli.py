@@ -110,6 +110,7 @@ def run(
 ):
     """Readout fidelity of a few concepts, then the protocol: extract in the parent, transfer to the
     child, choose λ, test at λ* and by ITS, with controls."""
+    from analysis import write_run_figures
     from xsteer.pipeline import TransferConfig, run_transfer
     from xsteer.vectors import SteeringVectors
 
@@ -122,7 +123,8 @@ def run(
         operator=operator, positions=positions, schedule=schedule, schedule_budget=schedule_budget,
     )
     typer.echo(f"xsteer run: {parent} → {child} on {task}; run folder {out}")
-    run_transfer(cfg, out, force=force)
+    result = run_transfer(cfg, out, force=force)
+    write_run_figures(result, out / "figures")
     if cfg.fidelity:
         typer.echo(f"\nReadout fidelity ({out / 'fidelity' / 'report.md'}):")
         typer.echo((out / "fidelity" / "report.md").read_text().split("\n## Per layer")[0].strip())
@@ -229,10 +231,13 @@ def sweep(
 @_friendly
 def report(run_dir: Path = typer.Argument(..., help="A run folder made by `xsteer run`."), debug: bool = _DEBUG):
     """Re-render report.md and figures from a saved run, without loading any model."""
+    from analysis import write_run_figures
     from xsteer.report import write_report
     from xsteer.results import TransferResult
 
-    path = write_report(TransferResult.load(run_dir), run_dir)
+    result = TransferResult.load(run_dir)
+    path = write_report(result, run_dir)
+    write_run_figures(result, run_dir / "figures")
     typer.echo(f"Report: {path}")
 
 

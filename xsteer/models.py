@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import torch
 __all__ = [
     "EMBEDDED",
     "EmbeddedModel",
+    "ModelCache",
     "TINY_ARCHS",
     "cache_dir",
     "check_model_spec",
@@ -452,3 +454,58 @@ def tiny_model(
     extra = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
     bridge.cfg.model_name = f"tiny-{arch}-L{n_layers}-d{d_model}-s{seed}{extra}"
     return bridge
+
+
+# --------------------------------------------------------------------------- the one model cache
+
+
+class ModelCache:
+    """Loads each model spec once (on ``device``, in ``dtype``) and keeps it for every later use;
+    ``preloaded`` bridges (spec -> bridge) count as loaded and are never let go."""
+
+    def __init__(self, preloaded: dict | None = None, *, device: str | None = None, dtype: torch.dtype = torch.float32):
+        self._given = dict(preloaded or {})
+        self._loaded: dict = {}
+        self.device, self.dtype = device, dtype
+
+    def __contains__(self, spec: str) -> bool:
+        return spec in self._given or spec in self._loaded
+
+    def __call__(self, spec: str):
+        """The bridge of ``spec``, loaded on first use."""
+        if spec in self._given:
+            return self._given[spec]
+        if spec not in self._loaded:
+            self._loaded[spec] = load_model(spec, device=self.device, dtype=self.dtype)
+        return self._loaded[spec]
+
+    def check(self, spec: str) -> None:
+        """Raise before loading anything unless ``spec`` is loaded already or can name a model."""
+        if spec not in self:
+            check_model_spec(spec)
+
+    def release(self, keep=()) -> None:
+        """Let go of the models this cache loaded, except ``keep`` (large models: one pair in memory)."""
+        for spec in [s for s in self._loaded if s not in keep]:
+            del self._loaded[spec]
+
+    def depth(self, spec: str) -> int | None:
+        """The number of blocks of ``spec`` when it is known without loading it (a loaded model, a
+        tiny spec, a Hugging Face folder's config, an embedded default); else None."""
+        if spec in self:
+            return n_layers(self(spec))
+        if spec.startswith(TINY_PREFIX):
+            return _parse_tiny(spec)[1]
+        if spec in EMBEDDED:
+            found = re.search(r"(\d+) layers", EMBEDDED[spec].description)
+            return int(found.group(1)) if found else None
+        config = Path(spec).expanduser() / "config.json"
+        if config.is_file():
+            try:
+                data = json.loads(config.read_text())
+            except ValueError:
+                return None
+            data = data.get("text_config", data)
+            n = data.get("num_hidden_layers")
+            return int(n) if isinstance(n, int) else None
+        return None

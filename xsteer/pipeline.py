@@ -17,18 +17,22 @@ from xsteer.checks import check_choice, check_device, check_finite, check_int, c
 from xsteer.contrast import from_task
 from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, check_lambdas, its_vote
 from xsteer.activations import collect_activations
-from xsteer.extract import extract_vectors, random_vectors
+from xsteer.concepts import CONCEPTS
+from xsteer.extract import METHODS, extract_vectors, random_vectors
+from xsteer.fidelity import readout_fidelity
+from xsteer.fidelity import write_report as write_fidelity_report
 from xsteer import models as models_module
-from xsteer.models import check_model_spec
+from xsteer.models import ModelCache
 from xsteer.operators import operator_from_spec
 from xsteer.positions import check_positions
 from xsteer.records import RecordStore, prompt_hash
+from xsteer.report import write_report
 from xsteer.results import ConditionResult, TransferResult
 from xsteer.runfolder import RESUMABLE_FIELDS, RunFolder
 from xsteer.schedules import Band, Schedule, check_depth, schedule_from_dict, schedule_from_spec, search_band
 from xsteer.steer import relative_size, residual_norms
-from xsteer.tasks import load_task
-from xsteer.transfer import Transfer, cosine_to_reference
+from xsteer.tasks import TASKS, load_task
+from xsteer.transfer import ADAPTERS, LAYER_MAPS, Transfer, cosine_to_reference
 from xsteer.vectors import SteeringVectors
 
 __all__ = ["SCHEDULE_FILE", "TransferConfig", "run_transfer", "select_lambda"]
@@ -125,9 +129,6 @@ class TransferConfig:
 
 
 def _checks() -> dict[str, Callable[[Any], None]]:
-    from xsteer.extract import METHODS
-    from xsteer.transfer import ADAPTERS, LAYER_MAPS
-
     def is_str(name):
         def check(v):
             if not isinstance(v, str) or not v.strip():
@@ -171,8 +172,6 @@ def _operator_spec(op) -> str:
 
 def _check_positions_for_mode(positions: str, task: str, task_mode: str | None) -> None:
     """positions that mean nothing in the task's mode (e.g. "generated" when scoring choices)."""
-    from xsteer.tasks import TASKS
-
     cls = TASKS.get(task.strip().lower().replace("_", "-"))
     mode = task_mode or (cls.modes[0] if cls is not None else None)
     try:
@@ -183,8 +182,6 @@ def _check_positions_for_mode(positions: str, task: str, task_mode: str | None) 
 
 
 def _check_concepts(names) -> None:
-    from xsteer.concepts import CONCEPTS
-
     if not isinstance(names, (list, tuple)):
         raise ValueError(f"fidelity must be a list of concept names, not {names!r}.")
     for name in names:
@@ -201,47 +198,6 @@ def select_lambda(accuracy: dict[float, float]) -> float:
     """λ* = argmax validation accuracy; ties go to the smaller λ."""
     best = max(accuracy.values())
     return min(lam for lam, acc in accuracy.items() if acc == best)
-
-
-class _Models:
-    """Loads each model once and keeps it for every run that needs it."""
-
-    def __init__(self, preloaded: dict[str, Any] | None = None, device: str | None = None):
-        self._cache = dict(preloaded or {})
-        self.device = device
-
-    def check(self, spec: str) -> None:
-        """Raise before loading anything unless ``spec`` is loaded already or can name a model."""
-        if spec not in self._cache:
-            check_model_spec(spec)
-
-    def __call__(self, spec: str):
-        if spec not in self._cache:
-            self._cache[spec] = models_module.load_model(spec, device=self.device)
-        return self._cache[spec]
-
-    def depth(self, spec: str) -> int | None:
-        """The number of blocks of ``spec`` when it is known without loading it (a loaded model, a
-        tiny spec, a Hugging Face folder's config, an embedded default); else None."""
-        import re
-
-        if spec in self._cache:
-            return models_module.n_layers(self._cache[spec])
-        if spec.startswith(models_module.TINY_PREFIX):
-            return models_module._parse_tiny(spec)[1]
-        if spec in models_module.EMBEDDED:
-            found = re.search(r"(\d+) layers", models_module.EMBEDDED[spec].description)
-            return int(found.group(1)) if found else None
-        config = Path(spec).expanduser() / "config.json"
-        if config.is_file():
-            try:
-                data = json.loads(config.read_text())
-            except ValueError:
-                return None
-            data = data.get("text_config", data)
-            n = data.get("num_hidden_layers")
-            return int(n) if isinstance(n, int) else None
-        return None
 
 
 def _subset(examples, n):
@@ -380,7 +336,7 @@ def run_transfer(
     config: TransferConfig | None = None,
     out_dir: str | Path | None = None,
     *,
-    models: dict[str, Any] | None = None,
+    models: dict[str, Any] | ModelCache | None = None,
     progress: bool = True,
     parent_vectors: SteeringVectors | None = None,
     force: bool = False,
@@ -394,171 +350,208 @@ def run_transfer(
     have to be computed, so a run folder carrying both runs where only the child fits.
     """
     cfg = config or TransferConfig()
-    get = models if isinstance(models, _Models) else _Models(models, cfg.device)
+    cache = models if isinstance(models, ModelCache) else ModelCache(models, device=cfg.device)
     if out_dir is None:
-        return _run(cfg, None, get, progress, parent_vectors)
+        return _Run(cfg, None, cache, progress, parent_vectors).result()
     defaults = asdict(TransferConfig())
     with RunFolder(out_dir, asdict(cfg), defaults, force=force) as folder:
-        return _run(cfg, folder, get, progress, parent_vectors)
+        return _Run(cfg, folder, cache, progress, parent_vectors).result()
 
 
-def _run(cfg: TransferConfig, folder: RunFolder | None, get: _Models, progress: bool,
-         parent_vectors: SteeringVectors | None) -> TransferResult:
-    out = folder.path if folder is not None else None
-    # Everything that can be checked without a model, first.
-    task = load_task(cfg.task, data_dir=cfg.data_dir, source=cfg.source, k_shot=cfg.k_shot, seed=cfg.seed,
-                     mode=cfg.task_mode)
-    val = _subset(task.split("validation"), cfg.n_val)
-    test = _subset(task.split("test"), cfg.n_test)
-    for split, examples in (("validation", val), ("test", test)):
-        _check_unique_ids(task, split, examples)
-    pairs = from_task(task, cfg.n_pairs, cfg.seed)
-    anchors = [ex.question for ex in task.split("train")[: cfg.n_anchors]]
-    operator = operator_from_spec(cfg.operator)
-    check_positions(cfg.positions, task.mode)
-    fixed = schedule_from_dict(cfg.schedule) if isinstance(cfg.schedule, dict) else None
+class _Run:
+    """The protocol as named stages, each computed once and resumed from the run folder where it
+    left its output: plan (no model) → models → parent vectors → transfer → transferred vectors →
+    baseline → schedule → conditions → diagnostics → report."""
 
-    def has(name: str) -> bool:
-        return folder is not None and folder.has(name)
+    def __init__(self, cfg: TransferConfig, folder: RunFolder | None, models: ModelCache, progress: bool,
+                 parent_vectors: SteeringVectors | None):
+        self.cfg, self.folder, self.models, self.progress = cfg, folder, models, progress
+        self.out = folder.path if folder is not None else None
+        self.given_vectors = parent_vectors
 
-    has_vectors = parent_vectors is not None or has("vectors/parent")
-    has_transfer = has("transfer")
-    need_parent = not (has_vectors and has_transfer)
-    get.check(cfg.child)
-    if need_parent:
-        get.check(cfg.parent)
-    depth = get.depth(cfg.child)
-    if fixed is not None and depth is not None:  # a schedule the child cannot take fails before loading
-        _check_schedule_depth(fixed, depth, cfg.child)
-    child = get(cfg.child)
-    if fixed is not None:
-        _check_schedule_depth(fixed, models_module.n_layers(child), cfg.child)
-    parent = get(cfg.parent) if need_parent else None
-    splits = {"validation": val, "test": test}
-    records = out / "records" / "records.jsonl" if out is not None else None
-    key = _config_key(cfg)
-    reusing = folder is not None and folder.reusing
-    store = RecordStore(records, fingerprint=key) if reusing else None
-    _check_prompts(child, task, splits, store)
-    if folder is not None:
-        folder.start(_data_hash(pairs, anchors, splits))
-    store = store or RecordStore(records, fingerprint=key if records is not None else None)
+    def result(self) -> TransferResult:
+        """Every stage in order; the run's result (also written to the folder's report)."""
+        self.plan()
+        self.load_models()
+        if self.cfg.fidelity and not (self.out is not None and (self.out / "fidelity" / "report.json").exists()):
+            _fidelity_demo(self.cfg, self.models, self.anchors, self.out, self.progress)
+        self.parent_vectors = self.extract_parent()
+        self.transfer = self.fit_transfer()
+        self.transferred = self.saved("transferred", self.transfer_vectors)
+        self.baseline = self.evaluate_baseline()
+        self.schedule, self.search = self.choose_schedule()
+        conditions = self.evaluate_conditions()
+        result = TransferResult(
+            config=asdict(self.cfg),
+            item_ids={"validation": [e.id for e in self.val], "test": [e.id for e in self.test]},
+            baseline=self.baseline,
+            conditions=conditions,
+            diagnostics=self.diagnostics(conditions),
+        )
+        if self.out is not None:
+            write_report(result, self.out)
+        return result
 
-    def saved(name, make):
-        if folder is None:
+    # ------------------------------------------------------------------ stages
+
+    def plan(self) -> None:
+        """Everything that needs no model: the task and its splits, pairs, anchors, operator, schedule."""
+        cfg = self.cfg
+        self.task = load_task(cfg.task, data_dir=cfg.data_dir, source=cfg.source, k_shot=cfg.k_shot, seed=cfg.seed,
+                              mode=cfg.task_mode)
+        self.val = _subset(self.task.split("validation"), cfg.n_val)
+        self.test = _subset(self.task.split("test"), cfg.n_test)
+        for split, examples in (("validation", self.val), ("test", self.test)):
+            _check_unique_ids(self.task, split, examples)
+        self.pairs = from_task(self.task, cfg.n_pairs, cfg.seed)
+        self.anchors = [ex.question for ex in self.task.split("train")[: cfg.n_anchors]]
+        self.operator = operator_from_spec(cfg.operator)
+        check_positions(cfg.positions, self.task.mode)
+        self.fixed = schedule_from_dict(cfg.schedule) if isinstance(cfg.schedule, dict) else None
+
+    def has(self, name: str) -> bool:
+        return self.folder is not None and self.folder.has(name)
+
+    def load_models(self) -> None:
+        """The child, and the parent only when its vectors or the transfer are still to be computed;
+        a schedule the child cannot take fails before anything loads where its depth is known."""
+        cfg, models = self.cfg, self.models
+        need_parent = not ((self.given_vectors is not None or self.has("vectors/parent")) and self.has("transfer"))
+        models.check(cfg.child)
+        if need_parent:
+            models.check(cfg.parent)
+        depth = models.depth(cfg.child)
+        if self.fixed is not None and depth is not None:
+            _check_schedule_depth(self.fixed, depth, cfg.child)
+        self.child = models(cfg.child)
+        if self.fixed is not None:
+            _check_schedule_depth(self.fixed, models_module.n_layers(self.child), cfg.child)
+        self.parent = models(cfg.parent) if need_parent else None
+        splits = {"validation": self.val, "test": self.test}
+        records = self.out / "records" / "records.jsonl" if self.out is not None else None
+        key = _config_key(cfg)
+        reusing = self.folder is not None and self.folder.reusing
+        store = RecordStore(records, fingerprint=key) if reusing else None
+        _check_prompts(self.child, self.task, splits, store)
+        if self.folder is not None:
+            self.folder.start(_data_hash(self.pairs, self.anchors, splits))
+        self.store = store or RecordStore(records, fingerprint=key if records is not None else None)
+
+    def saved(self, name: str, make: Callable[[], SteeringVectors]) -> SteeringVectors:
+        """Vectors ``name`` from the run folder, else made and saved there."""
+        if self.folder is None:
             return make()
-        if has(f"vectors/{name}"):
-            return SteeringVectors.load(out / "vectors" / name)
+        if self.has(f"vectors/{name}"):
+            return SteeringVectors.load(self.out / "vectors" / name)
         vectors = make()
-        vectors.save(out / "vectors" / name)
-        folder.saved_artifact(f"vectors/{name}")
+        vectors.save(self.out / "vectors" / name)
+        self.folder.saved_artifact(f"vectors/{name}")
         return vectors
 
-    if cfg.fidelity and not (out is not None and (out / "fidelity" / "report.json").exists()):
-        _fidelity_demo(cfg, get, anchors, out, progress)
+    def extract_parent(self) -> SteeringVectors:
+        """Algorithm 1 in the parent (or the vectors the caller gave, saved with the run)."""
+        cfg = self.cfg
+        if self.given_vectors is None:
+            return self.saved("parent", lambda: extract_vectors(
+                self.parent, self.pairs, cfg.method, seed=cfg.seed, progress=self.progress))
+        return self.saved("parent", lambda: self.given_vectors)
 
-    if parent_vectors is None:
-        parent_vectors = saved(
-            "parent",
-            lambda: extract_vectors(parent, pairs, cfg.method, seed=cfg.seed, progress=progress),
-        )
-    elif folder is not None and not has("vectors/parent"):
-        parent_vectors.save(out / "vectors" / "parent")
-        folder.saved_artifact("vectors/parent")
-    if has_transfer:  # resume: the transfer the vectors came from
-        transfer = Transfer.load(out / "transfer")
-    else:
+    def fit_transfer(self) -> Transfer:
+        """The layer map and adapters, fitted on the anchors (or the transfer the folder holds)."""
+        if self.has("transfer"):
+            return Transfer.load(self.out / "transfer")
         # Last-token rows only: steering vectors live at the last token, and mixing in mean-pooled
         # rows adds an easy-to-predict pooling offset that inflates the adapters' R².
-        transfer = Transfer(cfg.layer_map, cfg.adapter).fit(
-            parent, child, anchors, pooling="last", batch_size=cfg.batch_size, progress=progress
+        transfer = Transfer(self.cfg.layer_map, self.cfg.adapter).fit(
+            self.parent, self.child, self.anchors, pooling="last", batch_size=self.cfg.batch_size,
+            progress=self.progress,
         )
-        if folder is not None:
-            transfer.save(out / "transfer")
-            folder.saved_artifact("transfer")
+        if self.folder is not None:
+            transfer.save(self.out / "transfer")
+            self.folder.saved_artifact("transfer")
+        return transfer
 
-    def transfer_vectors() -> SteeringVectors:
-        # The child's pair activations only fix the transferred vectors' signs: collect them only
-        # when those vectors are not saved yet.
-        child_pos = collect_activations(child, [p.positive for p in pairs], progress=progress)
-        child_neg = collect_activations(child, [p.negative for p in pairs], progress=progress)
-        return transfer.apply(parent_vectors, (child_pos, child_neg))
+    def transfer_vectors(self) -> SteeringVectors:
+        """The parent vectors carried into the child, signed on the child's activations of the pairs."""
+        child_pos = collect_activations(self.child, [p.positive for p in self.pairs], progress=self.progress)
+        child_neg = collect_activations(self.child, [p.negative for p in self.pairs], progress=self.progress)
+        return self.transfer.apply(self.parent_vectors, (child_pos, child_neg))
 
-    transferred = saved("transferred", transfer_vectors)
-
-    def evaluator(schedule: Schedule | None) -> Evaluator:
+    def evaluator(self, schedule: Schedule | None) -> Evaluator:
+        cfg = self.cfg
         return Evaluator(
-            child, task, scale=cfg.scale, batch_size=cfg.batch_size, store=store,
-            loglik_norm=cfg.loglik_norm, max_new_tokens=cfg.max_new_tokens, progress=progress,
-            operator=operator, positions=cfg.positions, schedule=schedule,
+            self.child, self.task, scale=cfg.scale, batch_size=cfg.batch_size, store=self.store,
+            loglik_norm=cfg.loglik_norm, max_new_tokens=cfg.max_new_tokens, progress=self.progress,
+            operator=self.operator, positions=cfg.positions, schedule=schedule,
         )
 
-    baseline = {
-        split: [r.correct for r in evaluator(None).sweep(exs, split, "baseline", None, [0.0])[0.0]]
-        for split, exs in (("validation", val), ("test", test))
-    }
-    search = None
-    schedule = fixed
-    if cfg.schedule == "search":
-        schedule, search = _search_schedule(cfg, folder, evaluator, transferred, val)
-    _warn_large_lambda(child, transferred, cfg, schedule)
-    ev = evaluator(schedule)
-
-    conditions = {"transfer": _condition(ev, "transfer", "steered", transferred, cfg, val, test)}
-    if cfg.child_own:
-        own = saved(
-            "child_own",
-            lambda: extract_vectors(child, pairs, cfg.method, transferred.layers, seed=cfg.seed),
-        )
-        conditions["child_own"] = _condition(ev, "child_own", "child_own", own, cfg, val, test)
-    for i in range(cfg.n_random):
-        name = f"random[{i}]"
-        vec = random_vectors(transferred, seed=cfg.seed * 1000 + i)
-        conditions[name] = _condition(ev, name, "random", vec, cfg, val, test)
-    if cfg.self_consistency:
-        samples = ev.sample(test, "test", len(cfg.lambdas), temperature=cfg.sc_temperature, seed=cfg.seed)
-        its = []
-        for ex, recs in zip(test, samples):
-            vote = its_vote({float(s): r.prediction for s, r in enumerate(recs)})
-            its.append(bool(task.is_correct(vote, ex)))
-        conditions["self_consistency"] = ConditionResult("self_consistency", "self_consistency", its_correct=its)
-
-    diagnostics: dict[str, Any] = {
-        "parent": _vector_summary(parent_vectors),
-        "transfer": {
-            "layer_map": {str(c): p for c, p in transfer.layer_map_.mapping_.items()},
-            "r2": {str(c): r for c, r in transfer.r2_.items()},
-            "repr": repr(transfer),
-        },
-        "residual_norms": {str(l): v for l, v in residual_norms(child).items()},
-        "n_pairs": len(pairs),
-        "n_anchors": len(anchors),
-        "steering": {
-            "operator": operator.to_dict(),
-            "positions": cfg.positions,
-            "schedule": None if schedule is None else schedule.report(child, transferred.layers),
-            "search": None if search is None else {k: v for k, v in search.items() if k != "schedule"},
-        },
-    }
-    if cfg.child_own:
-        diag = cosine_to_reference(transferred, own, seed=cfg.seed)
-        diagnostics["cosine_to_child_own"] = {
-            "cosine": {str(l): c for l, c in diag.cosine.items()},
-            "null_mean": diag.null_mean,
-            "null_p95": diag.null_p95,
+    def evaluate_baseline(self) -> dict[str, list[bool]]:
+        """Per-item correctness of the unsteered child on validation and test."""
+        ev = self.evaluator(None)
+        return {
+            split: [r.correct for r in ev.sweep(exs, split, "baseline", None, [0.0])[0.0]]
+            for split, exs in (("validation", self.val), ("test", self.test))
         }
-    result = TransferResult(
-        config=asdict(cfg),
-        item_ids={"validation": [e.id for e in val], "test": [e.id for e in test]},
-        baseline=baseline,
-        conditions=conditions,
-        diagnostics=diagnostics,
-    )
-    if out is not None:
-        from xsteer.report import write_report
 
-        write_report(result, out)
-    return result
+    def choose_schedule(self) -> tuple[Schedule | None, dict[str, Any] | None]:
+        """The fixed schedule, or the band searched on validation (saved in schedule.json)."""
+        if self.cfg.schedule != "search":
+            return self.fixed, None
+        return _search_schedule(self.cfg, self.folder, self.evaluator, self.transferred, self.val)
+
+    def evaluate_conditions(self) -> dict[str, ConditionResult]:
+        """The transferred vector and every control over the λ grid on validation and test."""
+        cfg, val, test = self.cfg, self.val, self.test
+        _warn_large_lambda(self.child, self.transferred, cfg, self.schedule)
+        ev = self.evaluator(self.schedule)
+        conditions = {"transferred": _condition(ev, "transferred", "transferred", self.transferred, cfg, val, test)}
+        if cfg.child_own:
+            self.own = self.saved(
+                "child_own",
+                lambda: extract_vectors(self.child, self.pairs, cfg.method, self.transferred.layers, seed=cfg.seed),
+            )
+            conditions["child_own"] = _condition(ev, "child_own", "child_own", self.own, cfg, val, test)
+        for i in range(cfg.n_random):
+            name = f"random[{i}]"
+            vec = random_vectors(self.transferred, seed=cfg.seed * 1000 + i)
+            conditions[name] = _condition(ev, name, "random", vec, cfg, val, test)
+        if cfg.self_consistency:
+            samples = ev.sample(test, "test", len(cfg.lambdas), temperature=cfg.sc_temperature, seed=cfg.seed)
+            its = []
+            for ex, recs in zip(test, samples):
+                vote = its_vote({float(s): r.prediction for s, r in enumerate(recs)})
+                its.append(bool(self.task.is_correct(vote, ex)))
+            conditions["self_consistency"] = ConditionResult("self_consistency", "self_consistency", its_correct=its)
+        return conditions
+
+    def diagnostics(self, conditions: dict[str, ConditionResult]) -> dict[str, Any]:
+        """Parent vector quality, the layer map and R², residual norms, steering settings, cosines."""
+        cfg, transfer, schedule = self.cfg, self.transfer, self.schedule
+        out: dict[str, Any] = {
+            "parent": _vector_summary(self.parent_vectors),
+            "transfer": {
+                "layer_map": {str(c): p for c, p in transfer.layer_map_.mapping_.items()},
+                "r2": {str(c): r for c, r in transfer.r2_.items()},
+                "repr": repr(transfer),
+            },
+            "residual_norms": {str(l): v for l, v in residual_norms(self.child).items()},
+            "n_pairs": len(self.pairs),
+            "n_anchors": len(self.anchors),
+            "steering": {
+                "operator": self.operator.to_dict(),
+                "positions": cfg.positions,
+                "schedule": None if schedule is None else schedule.report(self.child, self.transferred.layers),
+                "search": None if self.search is None else {k: v for k, v in self.search.items() if k != "schedule"},
+            },
+        }
+        if "child_own" in conditions:
+            diag = cosine_to_reference(self.transferred, self.own, seed=cfg.seed)
+            out["cosine_to_child_own"] = {
+                "cosine": {str(l): c for l, c in diag.cosine.items()},
+                "null_mean": diag.null_mean,
+                "null_p95": diag.null_p95,
+            }
+        return out
 
 
 def _check_schedule_depth(schedule: Schedule, depth: int, child: str) -> None:
@@ -568,11 +561,9 @@ def _check_schedule_depth(schedule: Schedule, depth: int, child: str) -> None:
         raise ValueError(f"Child {child}: {err}") from None
 
 
-def _fidelity_demo(cfg: TransferConfig, get: _Models, anchors: list[str], out: Path | None, progress: bool):
+def _fidelity_demo(cfg: TransferConfig, get: ModelCache, anchors: list[str], out: Path | None, progress: bool):
     """Readout fidelity of ``cfg.fidelity`` concepts with the run's map, adapter and anchors
     (task texts, disjoint from the concepts' pairs); written to ``out/fidelity``."""
-    from xsteer.fidelity import readout_fidelity, write_report
-
     result = readout_fidelity(
         get(cfg.parent), get(cfg.child), cfg.fidelity, layer_maps=[cfg.layer_map], adapters=[cfg.adapter],
         anchor_texts=anchors, n=64, n_random=100, n_boot=500, seed=cfg.seed, data_dir=cfg.data_dir,
@@ -581,7 +572,7 @@ def _fidelity_demo(cfg: TransferConfig, get: _Models, anchors: list[str], out: P
     for flag in result.flags:
         log.warning(flag)
     if out is not None:
-        write_report(result, out / "fidelity")
+        write_fidelity_report(result, out / "fidelity")
     return result
 
 

@@ -1,79 +1,29 @@
-"""Statistics and the Markdown report of a transfer run, computed from a ``TransferResult`` alone."""
+"""The Markdown report of a transfer run, rendered from a ``TransferResult`` and its statistics alone."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from xsteer.results import TransferResult
-from xsteer.stats import accuracy_ci, compare
+from xsteer.stats import Estimate
 
-__all__ = ["build_statistics", "load_and_render", "render_markdown", "write_report"]
-
-
-def build_statistics(result: TransferResult, *, n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
-    """Accuracies with 95% bootstrap CIs, deltas vs baseline with paired CIs, exact McNemar p-values
-    (Holm-adjusted over the non-random conditions) and the random-direction summary."""
-    base = result.baseline["test"]
-    stats: dict[str, Any] = {
-        "baseline": {s: accuracy_ci(c, n_boot=n_boot, seed=seed).to_dict() for s, c in result.baseline.items()}
-    }
-    family: dict[str, list[bool]] = {}
-    randoms: dict[str, dict[str, list[bool]]] = {}
-    curves: dict[str, Any] = {}
-    for name, cond in result.conditions.items():
-        entries = {}
-        if cond.lambda_star is not None:
-            entries["lambda_star"] = cond.at_lambda_star()
-            curves[name] = {
-                split: {repr(lam): accuracy_ci(c, n_boot=n_boot, seed=seed).to_dict() for lam, c in by.items()}
-                for split, by in cond.correct.items()
-            }
-        entries["its"] = cond.its_correct
-        target = randoms.setdefault(name, {}) if cond.kind == "random" else family
-        for what, correct in entries.items():
-            if cond.kind == "random":
-                target[what] = correct
-            else:
-                family[f"{name}@{what}"] = correct
-    compared = compare(base, family, n_boot=n_boot, seed=seed)
-    stats["comparisons"] = {k: v.to_dict() for k, v in compared.items()}
-    stats["accuracy_by_lambda"] = curves
-    if randoms:
-        stats["random"] = _random_summary(result, randoms)
-    return stats
+__all__ = ["render_markdown", "write_report"]
 
 
-def _random_summary(result: TransferResult, randoms: dict[str, dict[str, list[bool]]]) -> dict[str, Any]:
-    """Distribution of the random directions' accuracies and where the transferred vector falls in it."""
-    out: dict[str, Any] = {"n": len(randoms)}
-    steered = result.conditions.get("transfer")
-    for what in ("lambda_star", "its"):
-        accs = np.array([np.mean(r[what]) for r in randoms.values()])
-        entry = {"mean": float(accs.mean()), "min": float(accs.min()), "max": float(accs.max())}
-        if steered is not None:
-            mine = np.mean(steered.at_lambda_star() if what == "lambda_star" else steered.its_correct)
-            # Empirical p: share of random directions doing at least as well (with the +1 correction).
-            entry["transfer"] = float(mine)
-            entry["n_at_least"] = int(np.sum(accs >= mine))
-            entry["p_vs_random"] = float((1 + entry["n_at_least"]) / (1 + len(accs)))
-        out[what] = entry
-    return out
+def _fmt(est: Estimate) -> str:
+    return f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]"
 
 
-def _fmt(est: dict[str, float]) -> str:
-    return f"{est['value']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"
+def _fmt_delta(est: Estimate) -> str:
+    return f"{est.value:+.3f} [{est.low:+.3f}, {est.high:+.3f}]"
 
 
-def _fmt_delta(est: dict[str, float]) -> str:
-    return f"{est['value']:+.3f} [{est['low']:+.3f}, {est['high']:+.3f}]"
-
-
-def render_markdown(result: TransferResult, stats: dict[str, Any]) -> str:
+def render_markdown(result: TransferResult) -> str:
     """A readable report: setup, main table, controls, relative steering size, transfer diagnostics."""
-    cfg = result.config
+    cfg, stats = result.config, result.statistics
+    if stats is None:
+        raise ValueError("This result has no test-split baseline, so there is nothing to report; evaluate the test split first.")
     lines = [
         f"# Transfer report: {cfg['parent']} → {cfg['child']} on {cfg['task']}",
         "",
@@ -86,30 +36,32 @@ def render_markdown(result: TransferResult, stats: dict[str, Any]) -> str:
         "Accuracies on the test split with 95% bootstrap CIs; Δ vs baseline with paired-bootstrap CIs; "
         "p = exact McNemar on the same items; p_Holm adjusts over the rows below.",
         "",
-        f"**Baseline (λ = 0): {_fmt(stats['baseline']['test'])}**",
+        f"**Baseline (λ = 0): {_fmt(stats.baseline['test'])}**",
         "",
         "| condition | λ* | accuracy | Δ | p | p_Holm | flips (→✓ / →✗) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key, comp in stats["comparisons"].items():
-        name, what = key.split("@")
+    for (name, what), comp in stats.comparisons.items():
         cond = result.conditions[name]
         lam = f"{cond.lambda_star:g}" if what == "lambda_star" else ("ITS" if cond.lambda_star is not None else "vote")
-        f = comp["flips"]
+        f = comp.flips
         lines.append(
-            f"| {name} | {lam} | {_fmt(comp['accuracy'])} | {_fmt_delta(comp['delta'])} | "
-            f"{comp['mcnemar']['p_value']:.3g} | {comp['p_holm']:.3g} | {f['wrong_to_right']} / {f['right_to_wrong']} |"
+            f"| {name} | {lam} | {_fmt(comp.accuracy)} | {_fmt_delta(comp.delta)} | "
+            f"{comp.mcnemar.p_value:.3g} | {comp.p_holm:.3g} | {f.wrong_to_right} / {f.right_to_wrong} |"
         )
-    if "random" in stats:
-        r = stats["random"]
-        lines += ["", f"## Random-direction control ({r['n']} seeded unit directions, same grid and vote)", ""]
-        lines += ["| | random mean | random min–max | transfer | randoms ≥ transfer | p = (1 + that) / (1 + n) |", "|---|---|---|---|---|---|"]
+    if stats.random:
+        n = next(iter(stats.random.values())).n
+        lines += ["", f"## Random-direction control ({n} seeded unit directions, same grid and vote)", ""]
+        lines += ["| | random mean | random min–max | transferred | randoms ≥ transferred | p = (1 + that) / (1 + n) |",
+                  "|---|---|---|---|---|---|"]
         for what, label in (("lambda_star", "at λ*"), ("its", "ITS")):
-            e = r[what]
-            lines.append(
-                f"| {label} | {e['mean']:.3f} | {e['min']:.3f}–{e['max']:.3f} | {e.get('transfer', float('nan')):.3f} | "
-                f"{e.get('n_at_least', '–')} of {r['n']} | {e.get('p_vs_random', float('nan')):.3g} |"
-            )
+            e = stats.random.get(what)
+            if e is None:
+                continue
+            mine = "–" if e.transferred is None else f"{e.transferred:.3f}"
+            at_least = "–" if e.n_at_least is None else e.n_at_least
+            p = "–" if e.p is None else f"{e.p:.3g}"
+            lines.append(f"| {label} | {e.mean:.3f} | {e.min:.3f}–{e.max:.3f} | {mine} | {at_least} of {e.n} | {p} |")
     lines += _size_section(result) + _diagnostics_section(result)
     return "\n".join(lines) + "\n"
 
@@ -138,7 +90,7 @@ def _steering_lines(result: TransferResult) -> list[str]:
     op_text = op["name"] + "".join(f" {k}={v:g}" for k, v in op.items() if k != "name")
     lines = [
         f"- operator `{op_text}`, positions `{steering['positions']}`, per-layer schedule: "
-        f"{_schedule_text(steering.get('schedule'))} (the same for transfer, child-own and random)"
+        f"{_schedule_text(steering.get('schedule'))} (the same for transferred, child-own and random)"
     ]
     search = steering.get("search")
     if search:
@@ -153,7 +105,7 @@ def _steering_lines(result: TransferResult) -> list[str]:
 
 
 def _size_section(result: TransferResult) -> list[str]:
-    cond = result.conditions.get("transfer")
+    cond = result.conditions.get("transferred")
     norms = result.diagnostics.get("residual_norms", {})
     if cond is None or not cond.relative_size:
         return []
@@ -217,21 +169,9 @@ def _diagnostics_section(result: TransferResult) -> list[str]:
     return lines
 
 
-def write_report(result: TransferResult, out_dir: str | Path, *, figures: bool = True) -> Path:
-    """Write report.json (result + statistics), report.md and, if asked, figures/ into a run folder."""
+def write_report(result: TransferResult, out_dir: str | Path) -> Path:
+    """Write report.json (result + statistics) and report.md into a run folder; return report.md's path."""
     out = Path(out_dir)
-    result.statistics = build_statistics(result, seed=result.config.get("seed", 0))
     result.save(out / "report.json")
-    (out / "report.md").write_text(render_markdown(result, result.statistics))
-    if figures:  # analysis/ draws from saved results only; imported late so xsteer stands alone
-        from analysis import write_run_figures
-
-        write_run_figures(result, out / "figures")
+    (out / "report.md").write_text(render_markdown(result))
     return out / "report.md"
-
-
-def load_and_render(run_dir: str | Path) -> str:
-    """Recompute statistics and the Markdown report from a saved run (no model needed)."""
-    result = TransferResult.load(run_dir)
-    return render_markdown(result, build_statistics(result, seed=result.config.get("seed", 0)))
-

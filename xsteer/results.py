@@ -7,7 +7,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xsteer.stats import RunStatistics, run_statistics
+
 __all__ = ["ConditionResult", "TransferResult"]
+
+#: Names of earlier versions, read back as today's (docs/glossary.md).
+_OLD_NAMES = {"transfer": "transferred", "steered": "transferred"}
 
 
 @dataclass
@@ -16,7 +21,7 @@ class ConditionResult:
 
     ``correct[split][lam]`` holds per-item correctness in the split's item order (``item_ids``);
     ``its_correct`` is the per-item correctness of the inference-time-scaling vote over the grid.
-    ``kind`` is "steered" (the transferred parent vector), "child_own", "random" or
+    ``kind`` is "transferred" (the parent's vector carried into the child), "child_own", "random" or
     "self_consistency" (no λ: ``correct`` is empty and only ``its_correct`` is set).
     """
 
@@ -38,20 +43,26 @@ class ConditionResult:
 
 @dataclass
 class TransferResult:
-    """Everything a report needs: configuration, baseline, conditions, statistics, transfer diagnostics."""
+    """Everything a report needs: configuration, baseline, conditions, their statistics (computed
+    once, on construction, unless given), transfer diagnostics."""
 
     config: dict[str, Any]
     item_ids: dict[str, list[str]]  # split -> item ids in evaluation order
     baseline: dict[str, list[bool]]  # split -> per-item correctness at λ = 0
     conditions: dict[str, ConditionResult]
-    statistics: dict[str, Any] = field(default_factory=dict)  # filled by xsteer.report
+    statistics: RunStatistics | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)  # layer map, R², cosines, norms
 
+    def __post_init__(self) -> None:
+        if self.statistics is None and self.baseline.get("test"):
+            self.statistics = run_statistics(self.baseline, self.conditions, seed=self.config.get("seed", 0))
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {k: v for k, v in asdict(self).items() if k != "statistics"}
         for cond in data["conditions"].values():
             cond["correct"] = {s: {repr(float(l)): c for l, c in by.items()} for s, by in cond["correct"].items()}
             cond["relative_size"] = {str(k): v for k, v in cond["relative_size"].items()}
+        data["statistics"] = None if self.statistics is None else self.statistics.to_dict()
         return data
 
     @classmethod
@@ -61,13 +72,18 @@ class TransferResult:
             c = dict(c)
             c["correct"] = {s: {float(l): v for l, v in by.items()} for s, by in c["correct"].items()}
             c["relative_size"] = {int(k): v for k, v in c["relative_size"].items()}
-            conditions[name] = ConditionResult(**c)
+            c["name"] = _OLD_NAMES.get(c["name"], c["name"])
+            c["kind"] = _OLD_NAMES.get(c["kind"], c["kind"])
+            conditions[_OLD_NAMES.get(name, name)] = ConditionResult(**c)
+        saved = data.get("statistics")
+        old = any(n in _OLD_NAMES or c["kind"] in _OLD_NAMES for n, c in data["conditions"].items())
         return cls(
             config=data["config"],
             item_ids=data["item_ids"],
             baseline=data["baseline"],
             conditions=conditions,
-            statistics=data.get("statistics", {}),
+            # statistics saved by earlier versions are computed afresh
+            statistics=RunStatistics.from_dict(saved) if saved and "by_lambda" in saved and not old else None,
             diagnostics=data.get("diagnostics", {}),
         )
 

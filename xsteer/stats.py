@@ -22,16 +22,20 @@ from numpy.typing import ArrayLike
 from scipy.stats import binom
 
 __all__ = [
+    "STATISTICS",
     "Comparison",
     "Estimate",
     "Flips",
     "McNemar",
+    "RandomRange",
+    "RunStatistics",
     "accuracy_ci",
     "compare",
     "flips",
     "holm",
     "mcnemar_exact",
     "paired_bootstrap_delta",
+    "run_statistics",
 ]
 
 
@@ -293,3 +297,143 @@ def _check_boot(n_boot: int, alpha: float) -> None:
         raise ValueError(
             f"alpha must lie strictly between 0 and 1, got {alpha!r}; e.g. alpha=0.05."
         )
+
+
+# ---------------------------------------------------------------------------- one run's statistics
+
+#: The two test-split statistics of a steered condition: accuracy at λ* and by the ITS vote.
+STATISTICS = ("lambda_star", "its")
+
+
+@dataclass(frozen=True)
+class RandomRange:
+    """One statistic (λ* or ITS) across the random directions of a run, and where the transferred
+    vector falls: ``n_at_least`` random directions do at least as well, ``p = (1 + n_at_least) /
+    (1 + n)``."""
+
+    n: int
+    mean: float
+    min: float
+    max: float
+    transferred: float | None = None
+    n_at_least: int | None = None
+    p: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable fields."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunStatistics:
+    """The statistics of one transfer run, computed once from its per-item correctness.
+
+    ``baseline``: accuracy per split; ``comparisons``: every (condition, statistic) of the
+    non-random conditions against the baseline on the test items, Holm-adjusted together;
+    ``by_lambda``: accuracy per condition, split and λ; ``random``: the random-direction ranges per
+    statistic (empty without random directions).
+    """
+
+    baseline: dict[str, Estimate]
+    comparisons: dict[tuple[str, str], Comparison]
+    by_lambda: dict[str, dict[str, dict[float, Estimate]]]
+    random: dict[str, RandomRange]
+    n_boot: int
+    seed: int
+
+    def comparison(self, condition: str, statistic: str) -> Comparison | None:
+        """The comparison of ``condition`` at ``statistic`` ("lambda_star" or "its"), if made."""
+        return self.comparisons.get((condition, statistic))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (read back by :meth:`from_dict`)."""
+        return {
+            "baseline": {s: e.to_dict() for s, e in self.baseline.items()},
+            "comparisons": [
+                {"condition": c, "statistic": s, **comp.to_dict()} for (c, s), comp in self.comparisons.items()
+            ],
+            "by_lambda": {
+                c: {s: [{"lambda": lam, **e.to_dict()} for lam, e in by.items()] for s, by in splits.items()}
+                for c, splits in self.by_lambda.items()
+            },
+            "random": {k: r.to_dict() for k, r in self.random.items()},
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunStatistics:
+        """Rebuild from :meth:`to_dict`."""
+
+        def est(d):
+            return Estimate(**d)
+
+        comparisons = {}
+        for row in data["comparisons"]:
+            row = dict(row)
+            key = (row.pop("condition"), row.pop("statistic"))
+            comparisons[key] = Comparison(
+                name=row["name"], baseline=est(row["baseline"]), accuracy=est(row["accuracy"]),
+                delta=est(row["delta"]), mcnemar=McNemar(**row["mcnemar"]), flips=Flips(**row["flips"]),
+                p_holm=row["p_holm"],
+            )
+        by_lambda = {
+            c: {s: {float(r.pop("lambda")): est(r) for r in map(dict, rows)} for s, rows in splits.items()}
+            for c, splits in data["by_lambda"].items()
+        }
+        return cls(
+            baseline={s: est(e) for s, e in data["baseline"].items()},
+            comparisons=comparisons,
+            by_lambda=by_lambda,
+            random={k: RandomRange(**r) for k, r in data["random"].items()},
+            n_boot=int(data["n_boot"]),
+            seed=int(data["seed"]),
+        )
+
+
+def run_statistics(
+    baseline: Mapping[str, ArrayLike], conditions: Mapping[str, Any], *, n_boot: int = 10_000, seed: int = 0
+) -> RunStatistics:
+    """Statistics of one run from its per-item correctness: ``baseline`` (split -> correctness at
+    λ = 0) and ``conditions`` (name -> an object with ``kind``, ``correct[split][λ]``, ``lambda_star``
+    and ``its_correct``, e.g. ``xsteer.results.ConditionResult``). The transferred vector's place among
+    the random directions is read from the condition of kind "transferred"."""
+    base = baseline["test"]
+    family: dict[tuple[str, str], ArrayLike] = {}
+    by_lambda: dict[str, dict[str, dict[float, Estimate]]] = {}
+    randoms: dict[str, list[float]] = {s: [] for s in STATISTICS}
+    for name, cond in conditions.items():
+        per_stat = {"its": cond.its_correct}
+        if cond.lambda_star is not None:
+            per_stat["lambda_star"] = cond.correct["test"][cond.lambda_star]
+            by_lambda[name] = {
+                split: {lam: accuracy_ci(c, n_boot=n_boot, seed=seed) for lam, c in sorted(by.items())}
+                for split, by in cond.correct.items()
+            }
+        for stat in STATISTICS:
+            correct = per_stat.get(stat)
+            if correct is None or len(correct) == 0:
+                continue
+            if cond.kind == "random":
+                randoms[stat].append(float(np.mean(correct)))
+            else:
+                family[(name, stat)] = correct
+    flat = compare(base, {f"{c}@{s}": v for (c, s), v in family.items()}, n_boot=n_boot, seed=seed)
+    comparisons = {key: flat[f"{key[0]}@{key[1]}"] for key in family}
+    transferred = next((n for n, c in conditions.items() if c.kind == "transferred"), None)
+    ranges = {}
+    for stat, accs in randoms.items():
+        if not accs:
+            continue
+        mine = family.get((transferred, stat))
+        a = np.asarray(accs)
+        extra = {}
+        if mine is not None:
+            value = float(np.mean(mine))
+            n_at_least = int(np.sum(a >= value))
+            extra = dict(transferred=value, n_at_least=n_at_least, p=(1 + n_at_least) / (1 + a.size))
+        ranges[stat] = RandomRange(int(a.size), float(a.mean()), float(a.min()), float(a.max()), **extra)
+    return RunStatistics(
+        baseline={s: accuracy_ci(c, n_boot=n_boot, seed=seed) for s, c in baseline.items()},
+        comparisons=comparisons, by_lambda=by_lambda, random=ranges, n_boot=n_boot, seed=seed,
+    )

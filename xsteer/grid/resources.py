@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from xsteer.models import _parse_tiny
+
 __all__ = ["Resources", "check_fits", "estimate_params", "task_resources"]
 
 GiB = 1024**3
@@ -52,8 +54,6 @@ def estimate_params(spec: str) -> float | None:
     if spec in KNOWN_PARAMS_B:
         return KNOWN_PARAMS_B[spec] * 1e9
     if spec.startswith("tiny:"):
-        from xsteer.models import _parse_tiny
-
         _, layers, width, _ = _parse_tiny(spec)
         return float(layers * 12 * width**2 + 2 * 260 * width)
     path = Path(spec).expanduser()

@@ -12,10 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm.auto import tqdm
+
+from xsteer.contrast import from_task
+from xsteer.extract import extract_vectors
 from xsteer.grid.faults import ENV as FAULT_ENV, kill_after_batches
 from xsteer.grid.resources import Resources, check_fits, task_resources
 from xsteer.grid.spec import Cell, GridSpec
+from xsteer.grid.summary import write_summary
+from xsteer.models import ModelCache
+from xsteer.pipeline import run_transfer
 from xsteer.results import TransferResult
+from xsteer.storage import atomic_write_bytes, pair_exists
+from xsteer.tasks import load_task
 from xsteer.vectors import SteeringVectors
 
 __all__ = ["CellOutcome", "GridResult", "extract_parent", "run_cell", "run_grid"]
@@ -50,18 +60,12 @@ class GridResult:
 
 
 def _vectors_saved(stem: Path) -> bool:
-    from xsteer.storage import pair_exists
-
     return pair_exists(stem)
 
 
 def extract_parent(spec: GridSpec, cell: Cell, model=None, *, progress: bool = False) -> SteeringVectors:
     """The parent vectors of ``cell``'s (parent, task), computed once and kept in ``cell.vectors``
     (with ``extraction.json`` beside it; a folder made with other extraction settings is refused)."""
-    from xsteer.contrast import from_task
-    from xsteer.extract import extract_vectors
-    from xsteer.tasks import load_task
-
     wanted = spec.extraction_config(cell.parent, cell.task)
     marker = cell.vectors.parent / "extraction.json"
     if marker.exists() and json.loads(marker.read_text()) != wanted:
@@ -77,8 +81,6 @@ def extract_parent(spec: GridSpec, cell: Cell, model=None, *, progress: bool = F
     model = model if model is not None else spec.load(cfg.parent)
     vectors = extract_vectors(model, pairs, cfg.method, seed=cfg.seed, progress=progress)
     vectors.save(cell.vectors)  # atomic pair: a kill leaves nothing or the whole pair
-    from xsteer.storage import atomic_write_bytes
-
     atomic_write_bytes(marker, json.dumps(wanted, indent=1).encode())
     return vectors
 
@@ -91,8 +93,6 @@ def _needs_parent(cell: Cell) -> bool:
 def run_cell(cell: Cell, vectors: SteeringVectors, models: dict[str, Any] | None = None,
              *, progress: bool = False) -> TransferResult:
     """One cell through ``run_transfer``, resuming from its folder."""
-    from xsteer.pipeline import run_transfer
-
     return run_transfer(cell.config, cell.folder, models=models, progress=progress, parent_vectors=vectors)
 
 
@@ -105,19 +105,13 @@ def _error(err: BaseException) -> str:
 
 def _run_sequential(spec: GridSpec, cells: list[Cell], models: dict[str, Any] | None,
                     progress: bool) -> list[CellOutcome]:
-    given = dict(models or {})
-    cache: dict[str, Any] = {}
+    cache = ModelCache(models, device=spec.base.device, dtype=getattr(torch, spec.dtype))
 
     def get(name: str, keep: tuple[str, ...]):
         """A model by spec; loaded models other than ``keep`` are let go (one parent and one child
         in memory at a time, as large models need)."""
-        if name in given:
-            return given[name]
-        for other in [k for k in cache if k not in keep]:
-            del cache[other]
-        if name not in cache:
-            cache[name] = spec.load(name)
-        return cache[name]
+        cache.release(keep)
+        return cache(name)
 
     outcomes, vectors = [], {}
     for cell in cells:
@@ -127,7 +121,7 @@ def _run_sequential(spec: GridSpec, cells: list[Cell], models: dict[str, Any] | 
                 parent = None if _vectors_saved(cell.vectors) else get(cell.parent, keep)
                 vectors[key] = extract_parent(spec, cell, parent, progress=progress)
             held = {cell.child: get(cell.child, keep)}
-            if _needs_parent(cell) or cell.parent in cache or cell.parent in given:
+            if _needs_parent(cell) or cell.parent in cache:
                 held[cell.parent] = get(cell.parent, keep)
             result = run_cell(cell, vectors[key], held, progress=progress)
             outcomes.append(CellOutcome(cell.name, "done", result))
@@ -252,8 +246,6 @@ def _run_ray(spec: GridSpec, cells: list[Cell], *, address: str, gpus_per_task, 
 
 
 def _bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc="grid cells", unit="cell", disable=not enabled)
 
 
@@ -280,8 +272,6 @@ def run_grid(
     model sizes when not given) and retried up to ``max_retries`` times. Finished work is never
     redone: each cell resumes from its run folder. Failed cells are reported, not raised.
     """
-    from xsteer.grid.summary import write_summary
-
     if max_retries < 0:
         raise ValueError("max_retries must be >= 0.")
     cells = spec.cells(out_dir)

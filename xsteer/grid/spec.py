@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from xsteer.models import check_model_spec
+import torch
+
+from xsteer.models import check_model_spec, load_model
 from xsteer.pipeline import TransferConfig
 from xsteer.tasks.registry import TASKS
 
@@ -57,8 +59,6 @@ class GridSpec:
     dtype: str = "float32"  # weights of every model the grid loads, e.g. "bfloat16" on GPUs
 
     def __post_init__(self) -> None:
-        import torch
-
         if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
             raise ValueError(f"Unknown dtype {self.dtype!r}; use float32, bfloat16 or float16.")
         self.parents, self.children, self.tasks = (list(x) for x in (self.parents, self.children, self.tasks))
@@ -78,10 +78,6 @@ class GridSpec:
 
     def load(self, name: str):
         """Load one of the grid's models on the base device in the grid's dtype."""
-        import torch
-
-        from xsteer.models import load_model
-
         return load_model(name, device=self.base.device, dtype=getattr(torch, self.dtype))
 
     def cell_config(self, parent: str, child: str, task: str) -> TransferConfig:

@@ -1,6 +1,6 @@
-"""The grid summary (the paper's Table 1): per cell, baseline, transfer at λ* and ITS with 95% CIs and
-exact McNemar p-values (from ``xsteer.report``); across the cells of each task, the mean gain with a
-bootstrap CI over cells; failed cells listed with their error."""
+"""The grid summary (the paper's Table 1): per cell, baseline, the transferred vector at λ* and ITS
+with 95% CIs and exact McNemar p-values (each run's own statistics); across the cells of each task,
+the mean gain with a bootstrap CI over cells; failed cells listed with their error."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xsteer.report import build_statistics
 from xsteer.stats import Estimate
+from xsteer.storage import atomic_write_bytes
 
-__all__ = ["cell_row", "mean_ci", "render_summary", "summarise", "write_summary"]
+__all__ = ["cell_row", "mean_ci", "render_summary", "summarise_cells", "write_summary"]
 
 
 def mean_ci(values: Sequence[float], *, n_boot: int = 10_000, alpha: float = 0.05, seed: int = 0) -> Estimate:
@@ -30,25 +30,25 @@ def mean_ci(values: Sequence[float], *, n_boot: int = 10_000, alpha: float = 0.0
 def cell_row(outcome) -> dict[str, Any]:
     """One cell's Table 1 row: accuracies with CIs, deltas vs baseline, McNemar p, λ*."""
     result = outcome.result
-    stats = result.statistics or build_statistics(result, seed=result.config.get("seed", 0))
-    comp = stats["comparisons"]
+    stats = result.statistics
     cfg = result.config
     row: dict[str, Any] = {
         "cell": outcome.cell, "task": cfg["task"], "parent": cfg["parent"], "child": cfg["child"],
-        "n_test": len(result.item_ids["test"]), "baseline": stats["baseline"]["test"],
-        "lambda_star": result.conditions["transfer"].lambda_star,
+        "n_test": len(result.item_ids["test"]), "baseline": stats.baseline["test"].to_dict(),
+        "lambda_star": result.conditions["transferred"].lambda_star,
     }
-    for key, label in (("transfer@lambda_star", "transfer"), ("transfer@its", "its"),
-                       ("child_own@its", "child_own_its"), ("self_consistency@its", "self_consistency")):
-        if key in comp:
-            row[label] = {"accuracy": comp[key]["accuracy"], "delta": comp[key]["delta"],
-                          "p": comp[key]["mcnemar"]["p_value"]}
-    if "random" in stats:
-        row["random_its_mean"] = stats["random"]["its"]["mean"]
+    for key, label in ((("transferred", "lambda_star"), "transferred"), (("transferred", "its"), "its"),
+                       (("child_own", "its"), "child_own_its"), (("self_consistency", "its"), "self_consistency")):
+        comp = stats.comparison(*key)
+        if comp is not None:
+            row[label] = {"accuracy": comp.accuracy.to_dict(), "delta": comp.delta.to_dict(),
+                          "p": comp.mcnemar.p_value}
+    if "its" in stats.random:
+        row["random_its_mean"] = stats.random["its"].mean
     return row
 
 
-def summarise(outcomes) -> dict[str, Any]:
+def summarise_cells(outcomes) -> dict[str, Any]:
     """Rows for finished cells, failures, and per task the mean Δ (λ* and ITS) across cells."""
     rows = [cell_row(o) for o in outcomes if o.status == "done"]
     across: dict[str, Any] = {}
@@ -56,7 +56,7 @@ def summarise(outcomes) -> dict[str, Any]:
         mine = [r for r in rows if r["task"] == task]
         across[task] = {
             what: mean_ci([r[what]["delta"]["value"] for r in mine]).to_dict()
-            for what in ("transfer", "its") if all(what in r for r in mine)
+            for what in ("transferred", "its") if all(what in r for r in mine)
         }
     failed = [{"cell": o.cell, "error": o.error} for o in outcomes if o.status != "done"]
     return {"n_cells": len(outcomes), "n_done": len(rows), "cells": rows, "across_cells": across, "failed": failed}
@@ -74,11 +74,11 @@ def render_summary(summary: dict[str, Any]) -> str:
         "",
         "Test accuracy with 95% bootstrap CIs; Δ vs baseline with paired CIs; p = exact McNemar.",
         "",
-        "| task | parent | child | n | baseline | λ* | transfer @λ* | Δ | p | ITS | Δ ITS | p ITS |",
+        "| task | parent | child | n | baseline | λ* | transferred @λ* | Δ | p | ITS | Δ ITS | p ITS |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["cells"]:
-        t, i = r.get("transfer"), r.get("its")
+        t, i = r.get("transferred"), r.get("its")
         lines.append(
             f"| {r['task']} | {r['parent']} | {r['child']} | {r['n_test']} | {_ci(r['baseline'])} | "
             f"{r['lambda_star']:g} | {_ci(t['accuracy'])} | {_ci(t['delta'], True)} | {t['p']:.3g} | "
@@ -86,9 +86,9 @@ def render_summary(summary: dict[str, Any]) -> str:
         )
     if summary["across_cells"]:
         lines += ["", "## Mean gain across cells (bootstrap over cells, 95% CI)", "",
-                  "| task | cells | Δ transfer @λ* | Δ ITS |", "|---|---|---|---|"]
+                  "| task | cells | Δ transferred @λ* | Δ ITS |", "|---|---|---|---|"]
         for task, e in summary["across_cells"].items():
-            lines.append(f"| {task} | {e['transfer']['n']} | {_ci(e['transfer'], True)} | {_ci(e['its'], True)} |")
+            lines.append(f"| {task} | {e['transferred']['n']} | {_ci(e['transferred'], True)} | {_ci(e['its'], True)} |")
     if summary["failed"]:
         lines += ["", "## Failed cells", ""] + [f"- `{f['cell']}`: {f['error']}" for f in summary["failed"]]
     return "\n".join(lines) + "\n"
@@ -97,10 +97,8 @@ def render_summary(summary: dict[str, Any]) -> str:
 def write_summary(outcomes, out_dir: str | Path) -> tuple[dict[str, Any], Path]:
     """Write ``grid_summary.json`` and ``grid_summary.md`` into ``out_dir``; return the summary and
     the Markdown path."""
-    from xsteer.storage import atomic_write_bytes
-
     out = Path(out_dir)
-    summary = summarise(outcomes)
+    summary = summarise_cells(outcomes)
     atomic_write_bytes(out / "grid_summary.json", json.dumps(summary, indent=1, allow_nan=False).encode())
     atomic_write_bytes(out / "grid_summary.md", render_summary(summary).encode())
     return summary, out / "grid_summary.md"
