@@ -7,14 +7,7 @@ and, where a Chrome is available to kaleido, PNG.
 """
 
 from analysis.export import save_figure
-from analysis.robustness import (
-    accuracy_vs_lambda,
-    format_results_table,
-    gains_figure,
-    relative_perturbation_figure,
-    results_table,
-    write_results_table,
-)
+from analysis.robustness import format_results_table, gains_figure, results_table, write_results_table
 from analysis.run_figures import write_run_figures
 from analysis.similarity import (
     DifferenceCKA,
@@ -35,7 +28,6 @@ __all__ = [
     "DifferenceCKA",
     "ProjectionAgreement",
     "RunSummary",
-    "accuracy_vs_lambda",
     "cka_layer_map_figure",
     "difference_cka",
     "difference_cka_heatmap",
@@ -46,7 +38,6 @@ __all__ = [
     "projection_agreement",
     "projection_agreement_heatmap",
     "random_correlation_scale",
-    "relative_perturbation_figure",
     "results_table",
     "save_figure",
     "summarise_runs",

@@ -5,13 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis.export import save_figure
-from analysis.robustness import (
-    accuracy_vs_lambda,
-    gains_figure,
-    relative_perturbation_figure,
-    results_table,
-    write_results_table,
-)
+from analysis.robustness import gains_figure, results_table, write_results_table
+from xsteer.figures import accuracy_vs_lambda, relative_perturbation_figure
 from xsteer.results import TransferResult
 
 __all__ = ["write_run_figures"]

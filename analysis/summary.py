@@ -13,6 +13,8 @@ from numpy.typing import ArrayLike
 
 from xsteer.results import ConditionResult, TransferResult
 from xsteer.stats import (
+    Spread,
+    spread,
     Estimate,
     McNemar,
     RunStatistics,
@@ -25,44 +27,8 @@ from xsteer.stats import (
 __all__ = [
     "Gain",
     "RunSummary",
-    "Spread",
-    "baseline_test_correct",
-    "condition_label",
-    "conditions_of",
-    "run_labels",
-    "spread",
     "summarise_runs",
 ]
-
-#: Fewest random directions for which the random band is the 2.5–97.5% range (else min–max).
-MIN_FOR_QUANTILES = 40
-
-
-@dataclass(frozen=True)
-class Spread:
-    """How a statistic varies across ``k`` random directions: mean and a ``low``..``high`` range."""
-
-    mean: float
-    low: float
-    high: float
-    k: int
-    method: str  # "2.5–97.5%" or "min–max"
-
-
-def spread(values: ArrayLike) -> Spread:
-    """Mean and range of ``values``: the 2.5–97.5% quantiles from ``MIN_FOR_QUANTILES`` values on,
-    min–max below that."""
-    x = np.asarray(values, dtype=float)
-    if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"spread needs a flat, non-empty list of values, got shape {x.shape}.")
-    if x.size >= MIN_FOR_QUANTILES:
-        low, high = np.quantile(x, [0.025, 0.975])
-        method = "2.5–97.5%"
-    else:
-        low, high = x.min(), x.max()
-        method = "min–max"
-    return Spread(float(x.mean()), float(low), float(high), int(x.size), method)
-
 
 @dataclass(frozen=True)
 class Gain:
@@ -101,38 +67,6 @@ class RunSummary:
         return base if self.condition == "transferred" else f"{base} [{self.condition}]"
 
 
-def run_labels(result: TransferResult) -> tuple[str, str, str]:
-    """``(parent, child, task)`` from a result's config."""
-    missing = [k for k in ("parent", "child", "task") if k not in result.config]
-    if missing:
-        raise ValueError(
-            f"TransferResult.config lacks {missing}; results made by xsteer.pipeline carry them, "
-            "add them by hand (result.config['parent'] = ...) for hand-built results."
-        )
-    return tuple(str(result.config[k]) for k in ("parent", "child", "task"))
-
-
-def conditions_of(result: TransferResult, kind: str) -> list[ConditionResult]:
-    """The result's conditions of one kind, in stored order."""
-    return [c for c in result.conditions.values() if c.kind == kind]
-
-
-def condition_label(result: TransferResult, cond: ConditionResult) -> str:
-    """The condition's name, or its kind alone when it is the only condition of that kind."""
-    return cond.kind if len(conditions_of(result, cond.kind)) == 1 else cond.name
-
-
-def baseline_test_correct(result: TransferResult) -> list[bool]:
-    """Per-item baseline correctness on the test split."""
-    if not result.baseline.get("test"):
-        parent, child, _ = run_labels(result)
-        raise ValueError(
-            f"Result {parent} → {child} has no test-split baseline; evaluate the test split "
-            "(λ = 0) before summarising it."
-        )
-    return result.baseline["test"]
-
-
 def summarise_runs(
     results: Sequence[TransferResult],
     *,
@@ -154,19 +88,19 @@ def summarise_runs(
     boot = dict(n_boot=n_boot, seed=seed)
     rows, names = [], []
     for result in results:
-        parent, child, task = run_labels(result)
-        base = baseline_test_correct(result)
-        chosen = [c for kind in kinds for c in conditions_of(result, kind)]
+        parent, child, task = result.labels
+        base = result.test_baseline()
+        chosen = [c for kind in kinds for c in result.of_kind(kind)]
         if not chosen:
             raise ValueError(
                 f"Result {parent} → {child} has no condition of kind {list(kinds)}; its conditions "
                 f"are {sorted({c.kind for c in result.conditions.values()})}. Pass kinds=... "
                 "accordingly."
             )
-        randoms = [c.its_correct for c in conditions_of(result, "random") if c.its_correct]
+        randoms = [c.its_correct for c in result.of_kind("random") if c.its_correct]
         rand_acc = spread([np.mean(c) for c in randoms]) if randoms else None
         rand_delta = spread([np.mean(c) - np.mean(base) for c in randoms]) if randoms else None
-        sc = [c.its_correct for c in conditions_of(result, "self_consistency") if c.its_correct]
+        sc = [c.its_correct for c in result.of_kind("self_consistency") if c.its_correct]
         sc_gain = _gain(base, sc[0], boot) if sc else None
         for cond in chosen:
             names.append((result, cond.name))
@@ -177,7 +111,7 @@ def summarise_runs(
                     parent=parent,
                     child=child,
                     task=task,
-                    condition=condition_label(result, cond),
+                    condition=result.label_of(cond),
                     baseline=accuracy_ci(base, **boot),
                     lambda_star=cond.lambda_star,
                     at_lambda_star=star,
@@ -209,7 +143,7 @@ def summarise_runs(
 def _statistics(result: TransferResult) -> RunStatistics:
     """The run's statistics (a clear error when it has no test baseline to compare against)."""
     if result.statistics is None:
-        baseline_test_correct(result)
+        result.test_baseline()
     return result.statistics
 
 

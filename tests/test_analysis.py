@@ -16,15 +16,7 @@ import torch
 from scipy.stats import binomtest, spearmanr
 
 from analysis.export import save_figure
-from analysis.robustness import (
-    STYLES,
-    accuracy_vs_lambda,
-    format_results_table,
-    gains_figure,
-    relative_perturbation_figure,
-    results_table,
-    write_results_table,
-)
+from analysis.robustness import format_results_table, gains_figure, results_table, write_results_table
 from analysis.similarity import (
     cka_layer_map_figure,
     difference_cka,
@@ -35,6 +27,7 @@ from analysis.similarity import (
     random_correlation_scale,
 )
 from analysis.tables import to_latex, to_markdown
+from xsteer.figures import STYLES, accuracy_vs_lambda, relative_perturbation_figure
 from xsteer.results import ConditionResult, TransferResult
 from xsteer.vectors import SteeringVectors
 
@@ -532,7 +525,7 @@ def test_save_figure_png_when_chrome_available(tmp_path):
 
 
 def test_random_spread_is_min_max_below_40_directions_then_central_95():
-    from analysis.summary import spread
+    from xsteer.stats import spread
 
     rng = np.random.default_rng(0)
     few, many = rng.random(39), rng.random(400)

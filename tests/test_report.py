@@ -74,3 +74,11 @@ def test_report_shows_the_count_beside_its_p_value(result):
     text = render_markdown(result)
     assert "| at λ* | 0.500 | 0.200–0.800 | 0.600 | 2 of 4 | 0.6 |" in text
     assert "| ITS | 0.400 | 0.200–0.600 | 0.400 | 3 of 4 | 0.8 |" in text
+
+
+def test_result_shows_itself_and_plots_its_lambda_curve(result):
+    html = result._repr_html_()
+    assert "<table>" in html and "transferred" in html and "2 of 4 ≥ transferred" in html
+    fig = result.plot()
+    (line,) = [t for t in fig.data if t.meta.get("kind") == "transferred" and t.meta.get("role") == "line"]
+    assert list(line.x) == [LAM] and line.y[0] == pytest.approx(0.6)  # test accuracy at λ

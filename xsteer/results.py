@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xsteer.figures import accuracy_vs_lambda
 from xsteer.stats import RunStatistics, run_statistics
 
 __all__ = ["ConditionResult", "TransferResult"]
@@ -56,6 +57,63 @@ class TransferResult:
     def __post_init__(self) -> None:
         if self.statistics is None and self.baseline.get("test"):
             self.statistics = run_statistics(self.baseline, self.conditions, seed=self.config.get("seed", 0))
+
+    @property
+    def labels(self) -> tuple[str, str, str]:
+        """``(parent, child, task)`` from the config."""
+        missing = [k for k in ("parent", "child", "task") if k not in self.config]
+        if missing:
+            raise ValueError(
+                f"TransferResult.config lacks {missing}; results made by xsteer.pipeline carry them, "
+                "add them by hand (result.config['parent'] = ...) for hand-built results."
+            )
+        return tuple(str(self.config[k]) for k in ("parent", "child", "task"))
+
+    def of_kind(self, kind: str) -> list[ConditionResult]:
+        """The conditions of one kind, in stored order."""
+        return [c for c in self.conditions.values() if c.kind == kind]
+
+    def label_of(self, cond: ConditionResult) -> str:
+        """A condition's name, or its kind alone when it is the only condition of that kind."""
+        return cond.kind if len(self.of_kind(cond.kind)) == 1 else cond.name
+
+    def test_baseline(self) -> list[bool]:
+        """Per-item baseline correctness on the test split (a clear error when there is none)."""
+        if not self.baseline.get("test"):
+            parent, child, _ = self.labels
+            raise ValueError(
+                f"Result {parent} → {child} has no test-split baseline; evaluate the test split "
+                "(λ = 0) before summarising it."
+            )
+        return self.baseline["test"]
+
+    def plot(self, split: str = "test"):
+        """The λ-robustness curves (plotly): accuracy against λ for the transferred and child-own
+        vectors with 95% CIs, the baseline and the random-direction band."""
+        kinds = tuple(k for k in ("transferred", "child_own") if self.of_kind(k))
+        return accuracy_vs_lambda([self], split, kinds=kinds or ("transferred",), seed=self.config.get("seed", 0))
+
+    def _repr_html_(self) -> str:
+        parent, child, task = self.labels
+        head = f"<b>{parent} → {child} on {task}</b>"
+        if self.statistics is None:
+            return head + " (no test baseline yet)"
+        base = self.statistics.baseline["test"]
+        rows = [f"<tr><td>baseline</td><td>–</td><td>{base.value:.3f} [{base.low:.3f}, {base.high:.3f}]</td>"
+                "<td>–</td><td>–</td></tr>"]
+        for (name, what), c in self.statistics.comparisons.items():
+            lam = f"{self.conditions[name].lambda_star:g}" if what == "lambda_star" else "ITS"
+            rows.append(
+                f"<tr><td>{name}</td><td>{lam}</td><td>{c.accuracy.value:.3f} [{c.accuracy.low:.3f}, "
+                f"{c.accuracy.high:.3f}]</td><td>{c.delta.value:+.3f} [{c.delta.low:+.3f}, {c.delta.high:+.3f}]</td>"
+                f"<td>{c.p_holm:.3g}</td></tr>"
+            )
+        for what, r in self.statistics.random.items():
+            rows.append(f"<tr><td>{r.n} random ({what})</td><td></td><td>{r.min:.3f}–{r.max:.3f} (mean {r.mean:.3f})"
+                        f"</td><td>{'' if r.n_at_least is None else f'{r.n_at_least} of {r.n} ≥ transferred'}</td>"
+                        "<td></td></tr>")
+        return (f"{head}<table><tr><th>condition</th><th>λ*</th><th>test accuracy [95% CI]</th>"
+                f"<th>Δ vs baseline</th><th>Holm p</th></tr>{''.join(rows)}</table>")
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "statistics"}

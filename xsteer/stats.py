@@ -29,6 +29,7 @@ __all__ = [
     "McNemar",
     "RandomRange",
     "RunStatistics",
+    "Spread",
     "accuracy_ci",
     "compare",
     "flips",
@@ -36,6 +37,7 @@ __all__ = [
     "mcnemar_exact",
     "paired_bootstrap_delta",
     "run_statistics",
+    "spread",
 ]
 
 
@@ -437,3 +439,35 @@ def run_statistics(
         baseline={s: accuracy_ci(c, n_boot=n_boot, seed=seed) for s, c in baseline.items()},
         comparisons=comparisons, by_lambda=by_lambda, random=ranges, n_boot=n_boot, seed=seed,
     )
+
+
+# ---------------------------------------------------------------------------- spread over directions
+
+#: Fewest random directions for which the random band is the 2.5–97.5% range (else min–max).
+MIN_FOR_QUANTILES = 40
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How a statistic varies across ``k`` random directions: mean and a ``low``..``high`` range."""
+
+    mean: float
+    low: float
+    high: float
+    k: int
+    method: str  # "2.5–97.5%" or "min–max"
+
+
+def spread(values: ArrayLike) -> Spread:
+    """Mean and range of ``values``: the 2.5–97.5% quantiles from ``MIN_FOR_QUANTILES`` values on,
+    min–max below that."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"spread needs a flat, non-empty list of values, got shape {x.shape}.")
+    if x.size >= MIN_FOR_QUANTILES:
+        low, high = np.quantile(x, [0.025, 0.975])
+        method = "2.5–97.5%"
+    else:
+        low, high = x.min(), x.max()
+        method = "min–max"
+    return Spread(float(x.mean()), float(low), float(high), int(x.size), method)
