@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 run: setup
-	$(VENV)/bin/xsteer run
+	$(VENV)/bin/xsteer run --k-shot 0 --n-val 20 --n-test 40 --n-random 2 --batch-size 32 --fidelity sentiment,arith_truth
 
 # The other tools the interop tests run in their own venvs (each script is idempotent): the
 # lm-evaluation-harness, repeng and steering-vectors. Without them those tests skip (fail under CI=true).

@@ -13,13 +13,76 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 _DEBUG = typer.Option(False, "--debug", help="Show full tracebacks.")
-# Steering options that `run` and `grid` share (a grid passes them to every cell's run).
-_OPERATOR = typer.Option("add", help="How the vector enters the stream: add, project, clamp:VALUE, norm_preserving.")
-_POSITIONS = typer.Option("all", help="Steered positions: all, prompt, generated (generate mode), last_prompt.")
-_SCHEDULE = typer.Option(
-    None, help="Per-layer multiplier of λ: band:START:WIDTH[:STRENGTH], ramp:FIRST:LAST, a JSON file, or "
-               "'search' (a band searched on validation, per cell in a grid; λ* chosen with it).")
-_SCHEDULE_BUDGET = typer.Option(30, help="Most (band, λ) validation passes of --schedule search (per cell in a grid).")
+
+#: Config fields whose command-line form differs from the field: (option name, CLI type, to field).
+_CLI_FORMS = {
+    "task_mode": ("--mode", Optional[str], None),
+    "data_dir": (None, Optional[Path], lambda v: None if v is None else str(v)),
+    "lambdas": (None, str, lambda v: _lambdas(v)),
+    "fidelity": (None, str, lambda v: [c.strip() for c in v.split(",") if c.strip()]),
+    "schedule": (None, Optional[str], None),
+}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "int | None": Optional[int],
+          "str | None": Optional[str], "float | None": Optional[float]}
+
+
+def _cli_default(name: str, value):
+    """A config default as the command line writes it."""
+    from xsteer.evaluate import PAPER_LAMBDAS
+
+    if name == "lambdas":
+        return "paper" if list(value) == list(PAPER_LAMBDAS) else ",".join(f"{x:g}" for x in value)
+    if name == "fidelity":
+        return ",".join(value)
+    return value
+
+
+def _config_parameters(exclude: tuple[str, ...] = ()) -> list:
+    """One keyword parameter per ``TransferConfig`` field (its default and its line of
+    ``OPTION_HELP``): the single definition of the options that ``run`` and ``grid`` share."""
+    import inspect
+    from dataclasses import MISSING, fields
+
+    from xsteer.pipeline import OPTION_HELP, TransferConfig
+
+    params = []
+    for f in fields(TransferConfig):
+        if f.name in exclude:
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()
+        flag, cli_type, _ = _CLI_FORMS[f.name] if f.name in _CLI_FORMS else (None, _TYPES[str(f.type)], None)
+        decls = [flag] if flag else []
+        if cli_type is bool:
+            dashed = f.name.replace("_", "-")
+            decls = [f"--{dashed}/--no-{dashed}"]
+        option = typer.Option(_cli_default(f.name, default), *decls, help=OPTION_HELP[f.name])
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=cli_type))
+    return params
+
+
+def _with_config_options(exclude: tuple[str, ...] = ()):
+    """Give a command every ``TransferConfig`` option (less ``exclude``); the command receives them
+    converted to field values in its ``config`` keyword (a dict)."""
+    import inspect
+
+    def decorate(fn):
+        own = inspect.signature(fn)
+        names = [p.name for p in _config_parameters(exclude)]
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs):
+            config = {}
+            for name in names:
+                value = kwargs.pop(name)
+                convert = _CLI_FORMS.get(name, (None, None, None))[2]
+                config[name] = convert(value) if convert else value
+            return fn(config=config, **kwargs)
+
+        kept = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.parameters.values() if p.name != "config"]
+        wrapper.__signature__ = own.replace(parameters=[*_config_parameters(exclude), *kept])
+        return wrapper
+
+    return decorate
 
 
 def _friendly(fn):
@@ -74,36 +137,9 @@ def _summary_table(vectors) -> str:
 
 @app.command()
 @_friendly
+@_with_config_options()
 def run(
-    parent: str = typer.Option("gemma-3-270m", help="Parent model: embedded name, .gguf, folder or hub id."),
-    child: str = typer.Option("smollm2-135m", help="Child model (same forms as --parent)."),
-    task: str = typer.Option("arith", help="arith (offline), gsm8k, math, math500, arc-challenge, arc-easy."),
-    data_dir: Optional[Path] = typer.Option(None, help="Benchmark data folder (else $XSTEER_DATA_DIR)."),
-    mode: Optional[str] = typer.Option(None, help="Task mode: generate or loglik (default: the task's)."),
-    method: str = typer.Option("pca", help="pca (RepE), mean_diff (CAA) or random."),
-    n_pairs: int = typer.Option(64, help="Contrast pairs for extraction."),
-    layer_map: str = typer.Option("greedy", help="greedy (paper), proportional, cka."),
-    adapter: str = typer.Option("ridge", help="ridge, procrustes, identity, truncate_pad, random_projection."),
-    n_anchors: int = typer.Option(256, help="Anchor texts for fitting the transfer."),
-    scale: str = typer.Option("absolute", help="absolute (paper: λ·v) or relative (λ·median‖h‖·v)."),
-    lambdas: str = typer.Option("paper", help="'paper' = {0.01..0.09} ∪ {0.1..1.0}, or e.g. 0.05,0.1,0.5."),
-    n_val: int = typer.Option(20, help="Validation items for choosing λ*."),
-    n_test: int = typer.Option(40, help="Test items."),
-    n_random: int = typer.Option(2, help="Random-direction controls (use >= 20 for claims; each costs a full sweep)."),
-    k_shot: int = typer.Option(0, help="Few-shot examples in the prompt."),
-    batch_size: int = typer.Option(32, help="Rows (item × λ) per forward pass."),
-    max_new_tokens: Optional[int] = typer.Option(None, help="Generation budget (default: the task's)."),
-    seed: int = typer.Option(0),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 … (default: cuda when visible)."),
-    source: str = typer.Option("local", help="Benchmark data: local (--data-dir / $XSTEER_DATA_DIR) or hub (download)."),
-    fidelity: str = typer.Option(
-        "sentiment,arith_truth",
-        help="Concepts whose readout fidelity is measured first (the run's map, adapter, anchors); '' skips it.",
-    ),
-    operator: str = _OPERATOR,
-    positions: str = _POSITIONS,
-    schedule: Optional[str] = _SCHEDULE,
-    schedule_budget: int = _SCHEDULE_BUDGET,
+    config: dict,
     out: Path = typer.Option(Path("runs/default"), help="Run folder; an interrupted run resumes from it."),
     force: bool = typer.Option(False, "--force", help="Start the run folder over when it holds a different run."),
     debug: bool = _DEBUG,
@@ -114,22 +150,15 @@ def run(
     from xsteer.pipeline import TransferConfig, run_transfer
     from xsteer.vectors import SteeringVectors
 
-    cfg = TransferConfig(
-        parent=parent, child=child, task=task, data_dir=str(data_dir) if data_dir else None,
-        task_mode=mode, k_shot=k_shot, method=method, n_pairs=n_pairs, layer_map=layer_map,
-        adapter=adapter, n_anchors=n_anchors, scale=scale, lambdas=_lambdas(lambdas), n_val=n_val,
-        n_test=n_test, n_random=n_random, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed,
-        device=device, source=source, fidelity=[c.strip() for c in fidelity.split(",") if c.strip()],
-        operator=operator, positions=positions, schedule=schedule, schedule_budget=schedule_budget,
-    )
-    typer.echo(f"xsteer run: {parent} → {child} on {task}; run folder {out}")
+    cfg = TransferConfig(**config)
+    typer.echo(f"xsteer run: {cfg.parent} → {cfg.child} on {cfg.task}; run folder {out}")
     result = run_transfer(cfg, out, force=force)
     write_run_figures(result, out / "figures")
     if cfg.fidelity:
         typer.echo(f"\nReadout fidelity ({out / 'fidelity' / 'report.md'}):")
         typer.echo((out / "fidelity" / "report.md").read_text().split("\n## Per layer")[0].strip())
     vectors = SteeringVectors.load(out / "vectors" / "parent")
-    typer.echo(f"\nParent {parent}: {vectors.method} vectors ({len(vectors)} layers) in {out / 'vectors'}")
+    typer.echo(f"\nParent {cfg.parent}: {vectors.method} vectors ({len(vectors)} layers) in {out / 'vectors'}")
     typer.echo(_summary_table(vectors))
     typer.echo("\n" + (out / "report.md").read_text().split("## Random")[0].strip())
     typer.echo(f"\nReport: {out / 'report.md'}  (figures in {out / 'figures'})")
@@ -315,7 +344,9 @@ def fidelity(
 
 @app.command()
 @_friendly
+@_with_config_options(exclude=("parent", "child", "task", "fidelity"))
 def grid(
+    config: dict,
     parents: str = typer.Option(..., help="Comma list of parent models (same forms as `run --parent`)."),
     children: str = typer.Option(..., help="Comma list of child models."),
     tasks: str = typer.Option("arith", help="Comma list of tasks."),
@@ -325,28 +356,7 @@ def grid(
     memory: Optional[float] = typer.Option(None, help="GiB of memory per Ray task (default: from model sizes)."),
     gpu_memory: float = typer.Option(80.0, help="GiB per GPU, for sizing tasks from model sizes."),
     max_retries: int = typer.Option(2, help="Retries of a failed or lost task before its cell is reported failed."),
-    data_dir: Optional[Path] = typer.Option(None, help="Benchmark data folder (else $XSTEER_DATA_DIR)."),
-    mode: Optional[str] = typer.Option(None, help="Task mode: generate or loglik (default: the task's)."),
-    method: str = typer.Option("pca", help="pca (RepE), mean_diff (CAA) or random."),
-    n_pairs: int = typer.Option(64, help="Contrast pairs for extraction."),
-    layer_map: str = typer.Option("greedy", help="greedy (paper), proportional, cka."),
-    adapter: str = typer.Option("ridge", help="ridge, procrustes, identity, truncate_pad, random_projection."),
-    n_anchors: int = typer.Option(256, help="Anchor texts for fitting the transfer."),
-    scale: str = typer.Option("absolute", help="absolute (paper: λ·v) or relative (λ·median‖h‖·v)."),
-    lambdas: str = typer.Option("paper", help="'paper' = {0.01..0.09} ∪ {0.1..1.0}, or e.g. 0.05,0.1,0.5."),
-    n_val: int = typer.Option(20, help="Validation items for choosing λ*."),
-    n_test: int = typer.Option(40, help="Test items."),
-    n_random: int = typer.Option(2, help="Random-direction controls per cell."),
-    k_shot: int = typer.Option(0, help="Few-shot examples in the prompt."),
-    batch_size: int = typer.Option(32, help="Rows (item × λ) per forward pass."),
-    max_new_tokens: Optional[int] = typer.Option(None, help="Generation budget (default: the task's)."),
-    seed: int = typer.Option(0),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda … (default: cuda when visible)."),
     dtype: str = typer.Option("float32", help="Model weights: float32, or bfloat16 on GPUs (large parents)."),
-    operator: str = _OPERATOR,
-    positions: str = _POSITIONS,
-    schedule: Optional[str] = _SCHEDULE,
-    schedule_budget: int = _SCHEDULE_BUDGET,
     out: Path = typer.Option(Path("runs/grid"), help="Grid folder: <task>/<parent>__<child> per cell."),
     debug: bool = _DEBUG,
 ):
@@ -356,13 +366,7 @@ def grid(
     from xsteer.pipeline import TransferConfig
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]
-    base = TransferConfig(
-        data_dir=str(data_dir) if data_dir else None, task_mode=mode, k_shot=k_shot, method=method,
-        n_pairs=n_pairs, layer_map=layer_map, adapter=adapter, n_anchors=n_anchors, scale=scale,
-        lambdas=_lambdas(lambdas), n_val=n_val, n_test=n_test, n_random=n_random, batch_size=batch_size,
-        max_new_tokens=max_new_tokens, seed=seed, device=device, operator=operator, positions=positions,
-        schedule=schedule, schedule_budget=schedule_budget,
-    )
+    base = TransferConfig(**config)
     spec = GridSpec(split(parents), split(children), split(tasks), base, dtype=dtype)
     typer.echo(f"xsteer grid: {len(spec.parents)} parents × {len(spec.children)} children × "
                f"{len(spec.tasks)} tasks {'on Ray ' + ray if ray else 'in this process'}; folder {out}")

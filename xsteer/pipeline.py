@@ -35,7 +35,7 @@ from xsteer.tasks import TASKS, load_task
 from xsteer.transfer import ADAPTERS, LAYER_MAPS, Transfer, cosine_to_reference
 from xsteer.vectors import SteeringVectors
 
-__all__ = ["SCHEDULE_FILE", "TransferConfig", "run_transfer", "select_lambda"]
+__all__ = ["OPTION_HELP", "SCHEDULE_FILE", "TransferConfig", "run_transfer", "select_lambda"]
 
 #: The searched schedule of a run folder (``schedule="search"``): band, score and search history.
 SCHEDULE_FILE = "schedule.json"
@@ -126,6 +126,43 @@ class TransferConfig:
                 "residual stream's norm; outputs will degenerate. Fix: keep relative λ <= 1.",
                 UserWarning, stacklevel=3,
             )
+
+
+#: What each ``TransferConfig`` field means, in a line: the command line's help text (``xsteer run`` and
+#: ``xsteer grid`` build their options from the fields, their defaults and these lines).
+OPTION_HELP: dict[str, str] = {
+    "parent": "Parent model: embedded name, .gguf, Hugging Face folder or hub id.",
+    "child": "Child model (same forms as the parent).",
+    "task": "arith (offline), gsm8k, math, math500, arc-challenge, arc-easy.",
+    "data_dir": "Benchmark data folder (else $XSTEER_DATA_DIR).",
+    "task_mode": "Task mode: generate or loglik (default: the task's).",
+    "k_shot": "Few-shot examples in the prompt.",
+    "method": "pca (RepE), mean_diff (CAA) or random.",
+    "n_pairs": "Contrast pairs for extraction.",
+    "layer_map": "Child layer <- parent layer: greedy (the paper), proportional, cka.",
+    "adapter": "d_parent -> d_child map: ridge, procrustes, identity, truncate_pad, random_projection.",
+    "n_anchors": "Anchor texts for fitting the transfer.",
+    "scale": "absolute (the paper: λ·v) or relative (λ·median‖h_l‖·v: λ is a fraction of the stream).",
+    "lambdas": "'paper' = {0.01..0.09} ∪ {0.1..1.0}, or e.g. 0.02,0.05,0.1.",
+    "n_val": "Validation items for choosing λ*.",
+    "n_test": "Test items.",
+    "n_random": "Random-direction controls (each costs a full sweep; >= 20 for claims).",
+    "child_own": "Also steer with the child's own vector from the same pairs.",
+    "self_consistency": "Also run the equal-compute self-consistency vote.",
+    "sc_temperature": "Sampling temperature of self-consistency.",
+    "batch_size": "Rows (item × λ) per forward pass.",
+    "max_new_tokens": "Generation budget (default: the task's).",
+    "loglik_norm": "Score choices by per-token (not summed) log-likelihood.",
+    "seed": "Seed of every random choice.",
+    "device": "cpu, cuda, cuda:1 … (default: cuda when visible).",
+    "source": "Benchmark data: local (--data-dir / $XSTEER_DATA_DIR) or hub (download).",
+    "fidelity": "Concepts whose readout fidelity is measured first (comma list; '' for none).",
+    "operator": "How the vector enters the stream: add, project, clamp:VALUE, norm_preserving.",
+    "positions": "Steered positions: all, prompt, generated (generate mode), last_prompt.",
+    "schedule": "Per-layer multiplier of λ: band:START:WIDTH[:STRENGTH], ramp:FIRST:LAST, a JSON file, "
+                "or 'search' (a band searched on validation; λ* chosen with it).",
+    "schedule_budget": "Most (band, λ) validation passes of --schedule search.",
+}
 
 
 def _checks() -> dict[str, Callable[[Any], None]]:
