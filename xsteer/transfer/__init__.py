@@ -28,21 +28,47 @@ from xsteer.transfer.anchors import (
     collect_anchor_activations,
 )
 from xsteer.transfer.cka import cka_matrix, linear_cka
+from xsteer.transfer.contrasts import group_contrasts
+from xsteer.transfer.corpus import AnchorCorpus, builtin_corpus, concept_markers, hold_out
+from xsteer.transfer.estimators import (
+    AnchorCoordinateAdapter,
+    CovarianceProbeAdapter,
+    DifferenceAdapter,
+    StandardizedRidgeAdapter,
+    VocabBridge,
+)
 from xsteer.transfer.diagnostics import TransferDiagnostics, cosine_to_reference
 from xsteer.transfer.layer_maps import (
     LAYER_MAPS,
     CKAMap,
     ExplicitMap,
+    FitMap,
     GreedyMap,
     LayerMap,
     ProportionalMap,
     make_layer_map,
     monotone_alignment,
 )
+from xsteer.transfer.multi import MultiParentTransfer
 from xsteer.transfer.transfer import ModelInfo, Transfer
+from xsteer.transfer.vocab import embedding_rows, shared_words
 
 __all__ = [
     "ADAPTERS",
+    "AnchorCoordinateAdapter",
+    "AnchorCorpus",
+    "CovarianceProbeAdapter",
+    "DifferenceAdapter",
+    "FitMap",
+    "MultiParentTransfer",
+    "StandardizedRidgeAdapter",
+    "VocabBridge",
+    "builtin_corpus",
+    "concept_markers",
+    "embedding_rows",
+    "group_contrasts",
+    "hold_out",
+    "shared_words",
     "DEFAULT_ALPHAS",
     "LAYER_MAPS",
     "MIN_ALIGNED",

@@ -50,17 +50,19 @@ def _labels(n: int, groups: Sequence[int] | None) -> np.ndarray:
     return labels
 
 
-def _split(groups: np.ndarray, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(groups: np.ndarray, held_out: float, seed: int, widths: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Row indices (train, held-out); rows of one group stay on one side."""
     labels = np.unique(groups)
+    n_held = max(1, int(round(held_out * len(labels))))
     perm = np.random.default_rng(seed).permutation(labels)
-    is_held = np.isin(groups, perm[: max(1, int(round(held_out * len(labels))))])
+    is_held = np.isin(groups, perm[:n_held])
     train, test = np.flatnonzero(~is_held), np.flatnonzero(is_held)
-    if len(train) < 2 or len(labels) < 2:
+    if len(labels) - n_held < 2:
         raise ValueError(
-            f"Too few anchors to fit and score an adapter: {len(groups)} rows in {len(labels)} texts "
-            f"leave {len(train)} rows to fit (need 2) after holding out {held_out:.0%}. Use more "
-            "anchor texts (a few hundred recommended)."
+            f"Too few anchors to fit and score a {widths or 'parent -> child'} map: {len(groups)} rows in "
+            f"{len(labels)} texts leave {len(labels) - n_held} texts to fit (need 2; a map this wide wants "
+            f"hundreds) after holding out {held_out:.0%}. Use more anchor texts, or none: "
+            "Transfer().fit(parent, child) fits on the built-in anchor corpus."
         )
     return train, test
 
@@ -80,6 +82,9 @@ class DimAdapter(ABC):
 
     name: ClassVar[str]
     is_control: ClassVar[bool] = False
+    #: what its rows are: "states" (activations; an intercept is fitted), "differences" (contrast
+    #: vectors; fitted through the origin) or "vocab" (token embeddings of shared strings)
+    source: ClassVar[str] = "states"
     _params: ClassVar[tuple[str, ...]] = ("held_out", "seed")
     _json_attrs: ClassVar[tuple[str, ...]] = ("score_", "n_anchors_")
 
@@ -90,6 +95,12 @@ class DimAdapter(ABC):
         self.seed = int(seed)
 
     # ------------------------------------------------------------------ strategy hooks
+
+    def _means(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row means removed before fitting: zero for differences (no intercept)."""
+        if self.source == "differences":
+            return torch.zeros(x.shape[1], dtype=x.dtype), torch.zeros(y.shape[1], dtype=y.dtype)
+        return x.mean(0), y.mean(0)
 
     def _check_widths(self, d_parent: int, d_child: int) -> None:
         """Raise if this adapter cannot map these widths."""
@@ -119,8 +130,8 @@ class DimAdapter(ABC):
             )
         self._check_widths(x.shape[1], y.shape[1])
         labels = _labels(x.shape[0], groups)
-        train, test = _split(labels, self.held_out, self.seed)
-        mp, mc = x[train].mean(0), y[train].mean(0)
+        train, test = _split(labels, self.held_out, self.seed, f"{x.shape[1]} -> {y.shape[1]}")
+        mp, mc = self._means(x[train], y[train])
         xt, yt = x[train] - mp, y[train] - mc
         if float(xt.abs().max()) == 0.0:
             raise ValueError(
@@ -134,7 +145,7 @@ class DimAdapter(ABC):
         resid = ((y[test] - pred) ** 2).sum(0)
         keep = spread > 0
         self.score_ = float((1.0 - resid[keep] / spread[keep]).mean()) if keep.any() else float("nan")
-        mp, mc = x.mean(0), y.mean(0)
+        mp, mc = self._means(x, y)
         self.W_ = self._solve(x - mp, y - mc).float()
         self.mean_parent_, self.mean_child_ = mp.float(), mc.float()
         self.n_anchors_ = int(x.shape[0])
@@ -293,9 +304,8 @@ class RidgeAdapter(DimAdapter):
             error = 0.0
             for idx in blocks:  # exact leave-one-group-out residuals: (I - H_gg)^-1 r_g
                 ug = u[idx]
-                hat = 1.0 / x.shape[0] + (ug * shrink) @ ug.transpose(
-                    1, 2
-                )  # the intercept counts too
+                intercept = 0.0 if self.source == "differences" else 1.0 / x.shape[0]
+                hat = intercept + (ug * shrink) @ ug.transpose(1, 2)  # the intercept counts too
                 eye = torch.eye(idx.shape[1], dtype=hat.dtype)
                 error += float((torch.linalg.solve(eye - hat, resid[idx]) ** 2).sum())
             errors.append(error / y.numel())

@@ -17,6 +17,7 @@ __all__ = [
     "ProportionalMap",
     "CKAMap",
     "ExplicitMap",
+    "FitMap",
     "LAYER_MAPS",
     "make_layer_map",
     "monotone_alignment",
@@ -208,21 +209,7 @@ class CKAMap(LayerMap):
     name = "cka"
 
     def _pair(self, parent_acts, child_acts):
-        if parent_acts is None or child_acts is None:
-            raise ValueError(
-                "CKAMap needs anchor activations: fit(n_parent, n_child, parent_acts, child_acts), "
-                "e.g. from xsteer.transfer.collect_anchor_activations (or use Transfer.fit)."
-            )
-        for who, acts, depth in (
-            ("parent", parent_acts, self.n_parent_layers_),
-            ("child", child_acts, self.n_child_layers_),
-        ):
-            missing = sorted(set(range(depth)) - set(acts))
-            if missing:
-                raise ValueError(
-                    f"CKAMap needs activations of every {who} layer; layers {missing} are missing. "
-                    "Collect all layers (layers=None)."
-                )
+        _check_all_layers(self, parent_acts, child_acts)
         child = {l: child_acts[l] for l in range(self.n_child_layers_)}
         parent = {l: parent_acts[l] for l in range(self.n_parent_layers_)}
         self.similarity_ = cka_matrix(child, parent)
@@ -233,6 +220,85 @@ class CKAMap(LayerMap):
         if hasattr(self, "similarity_"):
             out["similarity"] = self.similarity_.tolist()
         return out
+
+
+class FitMap(LayerMap):
+    """Each child layer paired with the parent layer whose states predict it best: held-out R² of a
+    standardised ridge map (α = ``alpha`` × the mean eigenvalue) from every parent layer to every
+    child layer, on at most ``max_rows`` anchor rows (a seeded ``held_out`` share scores). With
+    ``monotone`` the pairing is the non-decreasing one with the largest total R²; ``similarity_`` is
+    the (n_child_layers, n_parent_layers) R² matrix."""
+
+    name = "fit"
+
+    def __init__(self, monotone: bool = True, alpha: float = 0.1, max_rows: int = 3000, held_out: float = 0.25,
+                 seed: int = 0):
+        if alpha <= 0 or not 0 < held_out < 1 or max_rows < 8:
+            raise ValueError(f"FitMap needs alpha > 0, 0 < held_out < 1 and max_rows >= 8 (got {alpha}, {held_out}, {max_rows}).")
+        self.monotone, self.alpha, self.max_rows = bool(monotone), float(alpha), int(max_rows)
+        self.held_out, self.seed = float(held_out), int(seed)
+
+    def get_params(self):
+        return {"monotone": self.monotone, "alpha": self.alpha, "max_rows": self.max_rows,
+                "held_out": self.held_out, "seed": self.seed}
+
+    def _pair(self, parent_acts, child_acts):
+        _check_all_layers(self, parent_acts, child_acts)
+        n = len(parent_acts[0])
+        rng = np.random.default_rng(self.seed)
+        rows = rng.permutation(n)[: self.max_rows]
+        n_test = max(1, int(round(self.held_out * len(rows))))
+        test, train = rows[:n_test], rows[n_test:]
+        if len(train) < 4:
+            raise ValueError(f"FitMap needs at least 8 anchor rows to fit and score, got {n}; use more anchor texts.")
+
+        def std(acts, layer):
+            x = torch.as_tensor(acts[layer]).float()
+            mu, sd = x[train].mean(0), x[train].std(0).clamp(min=1e-6)
+            return (x[train] - mu) / sd, (x[test] - mu) / sd
+
+        ys = [std(child_acts, l) for l in range(self.n_child_layers_)]
+        y_train = torch.cat([y[0] for y in ys], 1)
+        y_test = torch.cat([y[1] for y in ys], 1)
+        spread = (y_test**2).sum(0)
+        widths = [y[0].shape[1] for y in ys]
+        sim = np.zeros((self.n_child_layers_, self.n_parent_layers_))
+        for p in range(self.n_parent_layers_):
+            x_train, x_test = std(parent_acts, p)
+            gram = x_train.T @ x_train
+            gram += self.alpha * float(torch.trace(gram)) / gram.shape[0] * torch.eye(gram.shape[0])
+            w = torch.linalg.solve(gram, x_train.T @ y_train)
+            r2 = 1 - ((y_test - x_test @ w) ** 2).sum(0) / spread.clamp(min=1e-12)
+            sim[:, p] = [float(part.mean()) for part in r2.split(widths)]
+        self.similarity_ = sim
+        if self.monotone:
+            return dict(enumerate(monotone_alignment(sim)))
+        return {c: int(np.argmax(sim[c])) for c in range(self.n_child_layers_)}
+
+    def to_dict(self):
+        out = super().to_dict()
+        if hasattr(self, "similarity_"):
+            out["similarity"] = self.similarity_.tolist()
+        return out
+
+
+def _check_all_layers(layer_map: LayerMap, parent_acts, child_acts) -> None:
+    """Raise unless both activation dicts hold every layer of their model."""
+    if parent_acts is None or child_acts is None:
+        raise ValueError(
+            f"{type(layer_map).__name__} needs anchor activations: fit(n_parent, n_child, parent_acts, child_acts), "
+            "e.g. from xsteer.transfer.collect_anchor_activations (or use Transfer.fit)."
+        )
+    for who, acts, depth in (
+        ("parent", parent_acts, layer_map.n_parent_layers_),
+        ("child", child_acts, layer_map.n_child_layers_),
+    ):
+        missing = sorted(set(range(depth)) - set(acts))
+        if missing:
+            raise ValueError(
+                f"{type(layer_map).__name__} needs activations of every {who} layer; layers {missing} are "
+                "missing. Collect all layers (layers=None)."
+            )
 
 
 class ExplicitMap(LayerMap):
@@ -263,7 +329,7 @@ class ExplicitMap(LayerMap):
 
 
 LAYER_MAPS: dict[str, type[LayerMap]] = {
-    cls.name: cls for cls in (GreedyMap, ProportionalMap, CKAMap, ExplicitMap)
+    cls.name: cls for cls in (GreedyMap, ProportionalMap, CKAMap, FitMap, ExplicitMap)
 }
 
 
@@ -273,9 +339,9 @@ def make_layer_map(spec: str | Mapping[int, int] | LayerMap) -> LayerMap:
         return spec
     if isinstance(spec, Mapping):
         return ExplicitMap(spec)
-    if spec in ("greedy", "proportional", "cka"):
+    if spec in ("greedy", "proportional", "cka", "fit"):
         return LAYER_MAPS[spec]()
     raise ValueError(
-        f"Unknown layer map {spec!r}; use 'greedy', 'proportional', 'cka', a dict child -> parent "
+        f"Unknown layer map {spec!r}; use 'greedy', 'proportional', 'cka', 'fit', a dict child -> parent "
         "layer, or a LayerMap instance."
     )
