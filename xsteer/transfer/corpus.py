@@ -44,7 +44,7 @@ _GENERATED = "anchor_corpus.jsonl.gz"
 @dataclass(frozen=True)
 class AnchorCorpus:
     """Anchor texts with one label per text: ``source`` (e.g. "generated:smollm2-135m", "task:arc-easy",
-    "lexicon"), ``topic`` and ``style`` ("" where unknown; lexicon anchors: topic = the word,
+    "lexicon"), ``topic`` and ``style`` ("" where unknown; lexicon anchors: topic "word:<word>",
     style = the template index)."""
 
     texts: tuple[str, ...]
@@ -131,8 +131,8 @@ def task_corpus(data_dir=None, *, tasks: Sequence[str] = ("arc-easy", "gsm8k"), 
 
 
 def lexicon_corpus(words: Sequence[str], *, templates: Sequence[str] = LEXICON_TEMPLATES) -> AnchorCorpus:
-    """Every word in every template (topic label = the word, style = the template index)."""
-    rows = [(t.format(w=w), w, str(k)) for w in words for k, t in enumerate(templates)]
+    """Every word in every template (topic label "word:<word>", style = the template index)."""
+    rows = [(t.format(w=w), f"word:{w}", str(k)) for w in words for k, t in enumerate(templates)]
     return AnchorCorpus.of([r[0] for r in rows], "lexicon", [r[1] for r in rows], [r[2] for r in rows])
 
 
