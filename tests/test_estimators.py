@@ -337,3 +337,21 @@ def test_accessibility_profile_is_zero_for_uniform_and_one_at_the_top():
     assert accessible_band(np.array([0.0, 0.1, 0.2, 1.0]), width=3, threshold=0.5) == [1, 2, 3]
     with pytest.raises(ValueError, match="finite"):
         accessible_band(np.array([np.nan, 1.0]))
+
+
+def test_streamed_standardised_ridge_equals_the_row_fit_and_scores_last_rows_apart():
+    from xsteer.models import tiny_model
+    from xsteer.transfer.aligned import RidgeStats
+
+    x, y, _ = _planted("general", n=300)
+    stats = RidgeStats(DP, DC).update(torch.tensor(x[:150]), torch.tensor(y[:150])).update(
+        torch.tensor(x[150:]), torch.tensor(y[150:]))
+    xc, yc = torch.tensor(x - x.mean(0)), torch.tensor(y - y.mean(0))
+    adapter = StandardizedRidgeAdapter(alphas=(0.3,))
+    adapter.alpha_ = 0.3
+    np.testing.assert_allclose(stats.solve(0.3, standardize=True), adapter._solve(xc, yc).numpy(), rtol=1e-6, atol=1e-9)
+    parent, child = tiny_model("llama", 2, 32), tiny_model("qwen3", 2, 16)
+    texts = [f"Sentence number {i} is about a {w} and its colour." for i in range(30) for w in ("cat", "boat")]
+    t = Transfer("greedy", "ridge_std").fit(parent, child, texts, pooling="aligned", progress=False)
+    for a in t.adapters_.values():
+        assert isinstance(a, StandardizedRidgeAdapter) and np.isfinite(a.score_last_) and a.score_last_ != a.score_
