@@ -3,10 +3,10 @@ write themselves from topics × styles, greedy, with topic and style labels.
 
 SmolLM2-135M-Instruct answers every (topic, style) request as a user turn of its chat template;
 Gemma-3-270M (a base model, no chat template) continues a plain opening for a share of them. Run
-once; the output is shipped with the package (about 1,000 texts):
+once; the output is shipped with the package (about 500 texts):
 
     flock /tmp/xsteer-heavy.lock python -m benchmarks.transfer_corpus_generate \
-        [--tokens 48] [--gemma-styles 2] [--out xsteer/data/anchor_corpus.jsonl.gz]
+        [--tokens 40] [--smol-styles 4] [--gemma-styles 1] [--out xsteer/data/anchor_corpus.jsonl.gz]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import gzip
 import json
 import time
+from pathlib import Path
 
 from xsteer.fidelity.steering import OpenPrompts
 
@@ -59,40 +60,52 @@ def _generate(model, prompts: list[str], tokens: int, chat: bool, batch_size: in
     from xsteer.evaluate import Evaluator
 
     task = OpenPrompts(prompts, max_new_tokens=tokens, chat=chat)
-    ev = Evaluator(model, task, scale="relative", batch_size=batch_size, progress=True)
+    ev = Evaluator(model, task, scale="relative", batch_size=batch_size, progress=False)
     return [r.output for r in ev.sweep(task.examples, "test", "baseline", None, [0.0])[0.0]]
+
+
+def _jobs(styles: dict, model: str) -> list[dict]:
+    return [{"prompt": tpl.format(t=t, T=t[:1].upper() + t[1:]), "topic": t, "style": s, "model": model}
+            for s, tpl in styles.items() for t in TOPICS]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=48)
-    ap.add_argument("--gemma-styles", type=int, default=2, help="how many of GEMMA_OPENINGS Gemma continues")
+    ap.add_argument("--tokens", type=int, default=40)
+    ap.add_argument("--smol-styles", type=int, default=4, help="how many of STYLES SmolLM2 answers")
+    ap.add_argument("--gemma-styles", type=int, default=1, help="how many of GEMMA_OPENINGS Gemma continues")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--partial", default="/work/cache/anchor_corpus.partial.jsonl", help="resumable progress")
     ap.add_argument("--out", default="xsteer/data/anchor_corpus.jsonl.gz")
     args = ap.parse_args()
     from xsteer.models import load_model
 
-    rows = []
+    partial = Path(args.partial)
+    done = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
+    seen = {(r["model"], r["prompt"]) for r in done}
+    plan = [("smollm2-135m", True, _jobs(dict(list(STYLES.items())[: args.smol_styles]), "smollm2-135m")),
+            ("gemma-3-270m", False, _jobs(dict(list(GEMMA_OPENINGS.items())[: args.gemma_styles]), "gemma-3-270m"))]
     t0 = time.perf_counter()
-    child = load_model("smollm2-135m")
-    jobs = [(t, s, tpl.format(t=t)) for t in TOPICS for s, tpl in STYLES.items()]
-    outs = _generate(child, [p for _, _, p in jobs], args.tokens, True, args.batch_size)
-    rows += [{"text": o.strip(), "prompt": p, "topic": t, "style": s, "model": "smollm2-135m"}
-             for (t, s, p), o in zip(jobs, outs)]
-    del child
-    t1 = time.perf_counter()
-    parent = load_model("gemma-3-270m")
-    openings = dict(list(GEMMA_OPENINGS.items())[: args.gemma_styles])
-    jobs = [(t, s, tpl.format(t=t, T=t[:1].upper() + t[1:])) for t in TOPICS for s, tpl in openings.items()]
-    outs = _generate(parent, [p for _, _, p in jobs], args.tokens, False, args.batch_size)
-    rows += [{"text": o.strip(), "prompt": p, "topic": t, "style": s, "model": "gemma-3-270m"}
-             for (t, s, p), o in zip(jobs, outs)]
-    t2 = time.perf_counter()
+    for name, chat, jobs in plan:
+        jobs = [j for j in jobs if (name, j["prompt"]) not in seen]
+        if not jobs:
+            continue
+        model = load_model(name)
+        for start in range(0, len(jobs), 4 * args.batch_size):  # written as it goes: a killed run resumes
+            chunk = jobs[start : start + 4 * args.batch_size]
+            outs = _generate(model, [j["prompt"] for j in chunk], args.tokens, chat, args.batch_size)
+            with partial.open("a", encoding="utf-8") as f:
+                for j, o in zip(chunk, outs):
+                    f.write(json.dumps({"text": o.strip(), **j}, ensure_ascii=False) + "\n")
+            print(json.dumps({"model": name, "done": start + len(chunk), "of": len(jobs),
+                              "s": round(time.perf_counter() - t0)}), flush=True)
+        del model
+    rows = [json.loads(line) for line in partial.read_text().splitlines()]
     rows = [r for r in rows if len(r["text"].split()) >= 5]
     with gzip.open(args.out, "wt", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(json.dumps({"texts": len(rows), "smollm2_s": t1 - t0, "gemma_s": t2 - t1, "out": args.out}))
+    print(json.dumps({"texts": len(rows), "s": time.perf_counter() - t0, "out": args.out}))
 
 
 if __name__ == "__main__":

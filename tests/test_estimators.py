@@ -273,3 +273,85 @@ def test_averaging_over_parents_beats_each_noisy_parent():
             {l: torch.randn(50, DP) for l in range(2)}, {l: torch.randn(50, 8) for l in range(2)},
             ModelInfo("p", DP, 2), ModelInfo("other", 8, 2))
         MultiParentTransfer([transfers[0], other])
+
+
+# --------------------------------------------------------------------------- Transfer integration
+
+
+def test_transfer_fits_each_estimator_source_on_tiny_models_with_a_held_out_topic(monkeypatch):
+    from xsteer.concepts.topics import topic_concept
+    from xsteer.models import tiny_model
+    from xsteer.transfer import AnchorCorpus
+    from xsteer.transfer import transfer as transfer_module
+
+    parent, child = tiny_model("llama", 2, 32), tiny_model("qwen3", 3, 16)
+    topics = ["music", "boats", "rain", "maths"]
+    texts = [f"A {s} text number {i} about {t}." for t in topics for s in ("short", "long") for i in range(4)]
+    corpus = AnchorCorpus.of(texts, "gen", topics=[t for t in topics for _ in range(8)],
+                             styles=[s for _ in topics for s in ("short", "long") for _ in range(4)])
+    music = topic_concept("music", n=32)
+    seen = {}
+    real = transfer_module.Transfer.fit_activations
+
+    def spy(self, pa, ca, pi, ci, **kw):
+        seen["rows"] = next(iter(pa.values())).shape[0]
+        seen["differences"] = kw.get("differences")
+        return real(self, pa, ca, pi, ci, **kw)
+
+    monkeypatch.setattr(transfer_module.Transfer, "fit_activations", spy)
+    t = Transfer("fit", "ridge_std").fit(parent, child, corpus, hold_out=music, progress=False)
+    assert seen["rows"] == 2 * 24  # the 8 music texts are gone (label and word), last + mean rows
+    assert sorted(t.layer_map_.mapping_) == [0, 1, 2]
+    d = Transfer("greedy", "difference").fit(parent, child, corpus, hold_out=music, progress=False)
+    dp, dc, groups = seen["differences"]
+    assert dp[0].shape == (2 * (3 + 2), 32) and dc[1].shape[1] == 16  # 3 topics + 2 styles, per pooling
+    assert len(set(groups)) == 5  # both poolings of a group leave together
+    assert d.adapters_[0].source == "differences"
+    with pytest.raises(ValueError, match="No contrast groups"):
+        Transfer("greedy", "difference").fit(parent, child, texts, progress=False)
+
+
+def test_transfer_rejects_too_few_anchors_and_nan_and_missing_layers():
+    from xsteer.models import tiny_model
+
+    parent, child = tiny_model("llama", 2, 32), tiny_model("qwen3", 2, 16)
+    with pytest.raises(ValueError, match="Too few anchors.*32 -> 16 map.*built-in anchor corpus"):
+        Transfer().fit(parent, child, ["one text", "two texts"], progress=False)
+    acts_p = {l: torch.randn(40, 32) for l in range(2)}
+    acts_c = {l: torch.randn(40, 16) for l in range(2)}
+    acts_p[1][3, 5] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        Transfer("greedy", "ridge_std").fit_activations(acts_p, acts_c, ModelInfo("p", 32, 2), ModelInfo("c", 16, 2))
+    with pytest.raises(ValueError, match="parent layers \\[5\\] are outside"):
+        Transfer({0: 5}, "ridge_std").fit_activations(acts_c, acts_c, ModelInfo("p", 16, 2), ModelInfo("c", 16, 2))
+
+
+def test_accessibility_profile_is_zero_for_uniform_and_one_at_the_top():
+    from xsteer.models import tiny_model
+    from xsteer.transfer.steerability import accessibility_profile, accessible_band
+
+    model = tiny_model("llama", 3, 32)
+    prof = accessibility_profile(model, ["the cat sat on the mat", "a dog ran in the park today"])
+    assert prof.shape == (3,) and prof[-1] == pytest.approx(1.0)
+    assert accessible_band(np.array([0.0, 0.2, 0.6, 0.7, 0.9, 1.0]), width=2, threshold=0.5) == [2, 3]
+    assert accessible_band(np.array([0.0, 0.1, 0.2, 1.0]), width=3, threshold=0.5) == [1, 2, 3]
+    with pytest.raises(ValueError, match="finite"):
+        accessible_band(np.array([np.nan, 1.0]))
+
+
+def test_streamed_standardised_ridge_equals_the_row_fit_and_scores_last_rows_apart():
+    from xsteer.models import tiny_model
+    from xsteer.transfer.aligned import RidgeStats
+
+    x, y, _ = _planted("general", n=300)
+    stats = RidgeStats(DP, DC).update(torch.tensor(x[:150]), torch.tensor(y[:150])).update(
+        torch.tensor(x[150:]), torch.tensor(y[150:]))
+    xc, yc = torch.tensor(x - x.mean(0)), torch.tensor(y - y.mean(0))
+    adapter = StandardizedRidgeAdapter(alphas=(0.3,))
+    adapter.alpha_ = 0.3
+    np.testing.assert_allclose(stats.solve(0.3, standardize=True), adapter._solve(xc, yc).numpy(), rtol=1e-6, atol=1e-9)
+    parent, child = tiny_model("llama", 2, 32), tiny_model("qwen3", 2, 16)
+    texts = [f"Sentence number {i} is about a {w} and its colour." for i in range(30) for w in ("cat", "boat")]
+    t = Transfer("greedy", "ridge_std").fit(parent, child, texts, pooling="aligned", progress=False)
+    for a in t.adapters_.values():
+        assert isinstance(a, StandardizedRidgeAdapter) and np.isfinite(a.score_last_) and a.score_last_ != a.score_

@@ -91,7 +91,7 @@ _WHEN = ("yesterday", "last week", "on Sunday", "this morning", "in the evening"
 _TEMPLATES = (
     "{Subj} talked about the {w} {when}.",
     "{Subj} kept thinking about the {w} {when}.",
-    "{When}, {subj} wrote a long note about the {w}.",
+    "{When}, {subj} wrote a long letter about the {w}.",
     "{Subj} asked me about the {w} {when}.",
     "{Subj} hung a picture of a {w} on the wall {when}.",
     "{Subj} read an article about the {w} {when}.",

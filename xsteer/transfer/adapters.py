@@ -271,7 +271,7 @@ class RidgeAdapter(DimAdapter):
 
     name = "ridge"
     _params = ("alphas", "held_out", "seed")
-    _json_attrs = ("score_", "n_anchors_", "alpha_", "cv_errors_")
+    _json_attrs = ("score_", "n_anchors_", "alpha_", "cv_errors_", "score_last_")
 
     def __init__(
         self, alphas: Sequence[float] = DEFAULT_ALPHAS, *, held_out: float = 0.2, seed: int = 0

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from xsteer.activations import check_layers, resid_states
 from xsteer.transfer.adapters import RidgeAdapter
+from xsteer.transfer.estimators import StandardizedRidgeAdapter
 
 __all__ = [
     "MIN_ALIGNED",
@@ -166,9 +167,10 @@ class RidgeStats:
         """Row means of x and y."""
         return self.sx / self.n, self.sy / self.n
 
-    def solve(self, alpha: float) -> np.ndarray:
+    def solve(self, alpha: float, standardize: bool = False) -> np.ndarray:
         """Centred ridge map W (d_x, d_y); ``alpha`` in units of the mean eigenvalue of the centred
-        XᵀX (as RidgeAdapter's ``alphas``)."""
+        XᵀX (as RidgeAdapter's ``alphas``); ``standardize``: the ridge of x scaled to unit spread
+        per coordinate (as StandardizedRidgeAdapter), mapped back to raw units."""
         mx, my = self.means()
         cxx = self.xx - self.n * np.outer(mx, mx)
         cxy = self.xy - self.n * np.outer(mx, my)
@@ -177,7 +179,12 @@ class RidgeStats:
             raise ValueError(
                 "The parent anchor activations are identical across rows; use varied anchor texts."
             )
-        return np.linalg.solve(cxx + alpha * unit * np.eye(cxx.shape[0]), cxy)
+        if not standardize:
+            return np.linalg.solve(cxx + alpha * unit * np.eye(cxx.shape[0]), cxy)
+        d = np.sqrt(np.maximum(np.diag(cxx), np.diag(cxx).max() * 1e-12))
+        cs = cxx / np.outer(d, d)
+        w = np.linalg.solve(cs + alpha * np.trace(cs) / cs.shape[0] * np.eye(cs.shape[0]), cxy / d[:, None])
+        return w / d[:, None]
 
     def r2(self, W: np.ndarray, mx: np.ndarray, my: np.ndarray) -> float:
         """R² of predictions ``my + (x - mx) @ W`` on these rows: 1 - SSE / SS per y dimension (SS
@@ -192,20 +199,26 @@ class RidgeStats:
 
 
 def _adapter_from_stats(
-    train: RidgeStats, held: RidgeStats, template: RidgeAdapter
+    train: RidgeStats, held: RidgeStats, template: RidgeAdapter, held_last: RidgeStats | None = None
 ) -> RidgeAdapter:
     """A fitted RidgeAdapter: ``alpha_`` maximises held-out R² over ``template.alphas``, ``score_`` is
-    that R², and the map is refitted on train + held-out rows; ``heldout_r2_`` per alpha."""
+    that R², ``score_last_`` the R² of the held-out texts' last aligned rows alone, and the map is
+    refitted on train + held-out rows; ``heldout_r2_`` per alpha. A StandardizedRidgeAdapter
+    template fits on standardised parent coordinates."""
+    standardize = isinstance(template, StandardizedRidgeAdapter)
     mx, my = train.means()
-    scores = [held.r2(train.solve(a), mx, my) for a in template.alphas]
+    maps = [train.solve(a, standardize) for a in template.alphas]
+    scores = [held.r2(w, mx, my) for w in maps]
     best = int(np.nanargmax(scores))
     full = train + held
-    mx, my = full.means()
     out = template.clone()
     out.alpha_ = template.alphas[best]
     out.score_ = float(scores[best])
+    if held_last is not None and held_last.n:
+        out.score_last_ = float(held_last.r2(maps[best], mx, my))
     out.heldout_r2_ = [float(s) for s in scores]
-    out.W_ = torch.from_numpy(full.solve(out.alpha_)).float()
+    mx, my = full.means()
+    out.W_ = torch.from_numpy(full.solve(out.alpha_, standardize)).float()
     out.mean_parent_, out.mean_child_ = torch.from_numpy(mx).float(), torch.from_numpy(my).float()
     out.n_anchors_ = int(full.n)
     return out
@@ -239,8 +252,9 @@ def fit_aligned_ridge(
     ):
         is_held = held_text[batch.text]
         n_held += int(is_held.sum())
-        for side in (False, True):
-            rows = torch.as_tensor(np.flatnonzero(is_held == side))
+        is_last = np.r_[batch.text[1:] != batch.text[:-1], True]  # each text's last aligned row
+        for side, pick in ((False, ~is_held), (True, is_held), ("last", is_held & is_last)):
+            rows = torch.as_tensor(np.flatnonzero(pick))
             if len(rows) == 0:
                 continue
             for c, p in mapping.items():
@@ -258,5 +272,6 @@ def fit_aligned_ridge(
             f"tokenizers ({n_train} to fit, {n_held} held out; need at least {min_rows}); pass more or "
             "longer anchor texts, raise max_tokens, or use pooling='last'."
         )
-    adapters = {c: _adapter_from_stats(stats[(False, c)], stats[(True, c)], template) for c in c_layers}
+    adapters = {c: _adapter_from_stats(stats[(False, c)], stats[(True, c)], template, stats.get(("last", c)))
+                for c in c_layers}
     return adapters, total

@@ -3,7 +3,7 @@
 An :class:`AnchorCorpus` is a list of texts with labels (source, topic, style). Three parts:
 
 - **generated** (shipped, ``xsteer/data/anchor_corpus.jsonl.gz``): texts SmolLM2-135M-Instruct and
-  Gemma-3-270M wrote from 102 topics × 8 styles (``benchmarks/transfer_corpus_generate.py``);
+  Gemma-3-270M wrote from 102 topics × 5 styles (``benchmarks/transfer_corpus_generate.py``);
 - **tasks** (read at run time from ``data_dir`` / ``$XSTEER_DATA_DIR`` when present): train-split
   questions of ARC-Easy and GSM8K;
 - **lexicon**: words that both tokenizers write as one token, each in a few neutral templates
@@ -35,8 +35,13 @@ __all__ = [
     "task_corpus",
 ]
 
-#: Neutral frames for lexicon anchors; the word ends the text, so the last token reads it.
-LEXICON_TEMPLATES = ("{w}", "The next word is {w}", "She wrote down the word {w}")
+#: Neutral sentence frames for lexicon anchors (no topic or VADER word in them): the word sits inside
+#: a sentence, so the last token carries it as context, as it carries a concept pair's word.
+LEXICON_TEMPLATES = (
+    "We talked about the {w} for a long time.",
+    "Everyone said that it was {w} in the end.",
+    "The word {w} came up again at the table.",
+)
 
 _GENERATED = "anchor_corpus.jsonl.gz"
 
@@ -44,7 +49,7 @@ _GENERATED = "anchor_corpus.jsonl.gz"
 @dataclass(frozen=True)
 class AnchorCorpus:
     """Anchor texts with one label per text: ``source`` (e.g. "generated:smollm2-135m", "task:arc-easy",
-    "lexicon"), ``topic`` and ``style`` ("" where unknown; lexicon anchors: topic = the word,
+    "lexicon"), ``topic`` and ``style`` ("" where unknown; lexicon anchors: topic "word:<word>",
     style = the template index)."""
 
     texts: tuple[str, ...]
@@ -131,8 +136,8 @@ def task_corpus(data_dir=None, *, tasks: Sequence[str] = ("arc-easy", "gsm8k"), 
 
 
 def lexicon_corpus(words: Sequence[str], *, templates: Sequence[str] = LEXICON_TEMPLATES) -> AnchorCorpus:
-    """Every word in every template (topic label = the word, style = the template index)."""
-    rows = [(t.format(w=w), w, str(k)) for w in words for k, t in enumerate(templates)]
+    """Every word in every template (topic label "word:<word>", style = the template index)."""
+    rows = [(t.format(w=w), f"word:{w}", str(k)) for w in words for k, t in enumerate(templates)]
     return AnchorCorpus.of([r[0] for r in rows], "lexicon", [r[1] for r in rows], [r[2] for r in rows])
 
 

@@ -18,6 +18,10 @@ from xsteer.storage import read_pair, write_pair
 from xsteer.transfer import aligned, anchors
 from xsteer.transfer.adapters import DimAdapter, RidgeAdapter, make_adapter
 from xsteer.transfer.anchors import MIN_ANCHORS, Pooling
+from xsteer.transfer.contrasts import group_contrasts
+from xsteer.transfer.corpus import AnchorCorpus, builtin_corpus, lexicon_corpus
+from xsteer.transfer.corpus import hold_out as corpus_hold_out
+from xsteer.transfer.vocab import embedding_rows, shared_words
 from xsteer.transfer.layer_maps import CKAMap, LayerMap, make_layer_map
 from xsteer.vectors import SteeringVectors
 
@@ -102,20 +106,37 @@ class Transfer:
         self,
         parent,
         child,
-        anchor_texts: Sequence[str],
+        anchor_texts: Sequence[str] | AnchorCorpus | None = None,
         *,
         pooling: Pooling | Literal["aligned"] | Sequence[Pooling] = ("last", "mean"),
+        hold_out=None,
+        data_dir=None,
         batch_size: int = 16,
         progress: bool = True,
         max_tokens: int = aligned.MAX_TOKENS,
     ) -> Transfer:
         """Collect anchor activations of both models (every layer), then :meth:`fit_activations`.
 
+        ``anchor_texts``: texts, an :class:`~xsteer.transfer.corpus.AnchorCorpus`, or None for the
+        built-in corpus (:func:`~xsteer.transfer.corpus.builtin_corpus`: generated texts, task
+        questions found in ``data_dir`` / ``$XSTEER_DATA_DIR``, lexicon anchors). ``hold_out``: a
+        Concept whose topic is removed from the anchors first (:func:`~xsteer.transfer.corpus.hold_out`),
+        so the map never sees the concept it will carry. A difference-fitted adapter learns from the
+        corpus's labelled groups (topic, style); the vocabulary bridge from the shared vocabulary.
+
         ``pooling="aligned"`` instead uses every position where both tokenizers end a token at the
         same character (texts truncated to ``max_tokens``), fitting ridge adapters from streamed
         statistics with held-out *texts* (see :mod:`xsteer.transfer.aligned`); ridge adapter only.
         """
-        texts = anchors.anchor_texts(anchor_texts)
+        if anchor_texts is None:
+            corpus = builtin_corpus(parent, child, data_dir=data_dir)
+        elif isinstance(anchor_texts, AnchorCorpus):
+            corpus = anchor_texts
+        else:
+            corpus = AnchorCorpus.of(anchors.anchor_texts(anchor_texts), "user")
+        if hold_out is not None:
+            corpus = corpus_hold_out(corpus, hold_out)
+        texts = anchors.anchor_texts(corpus.texts)
         if pooling == "aligned":
             return self._fit_aligned(parent, child, texts, batch_size, max_tokens, progress)
         pooling = (pooling,) if isinstance(pooling, str) else tuple(pooling)
@@ -123,6 +144,19 @@ class Transfer:
             anchors.collect_anchor_activations(m, texts, None, pooling, batch_size, progress)
             for m in (parent, child)
         ]
+        extra: dict[str, Any] = {}
+        if self.adapter.source == "differences":
+            labels = {"topic": corpus.topics * len(pooling), "style": corpus.styles * len(pooling)}
+            sources = [f"{s}|{p}" for p in pooling for s in corpus.sources]
+            (dp, names), (dc, _) = (group_contrasts(a, sources, labels) for a in acts)
+            extra["differences"] = (dp, dc, np.unique([n.split("|", 2)[0] + n.split("|", 2)[2] for n in names],
+                                                      return_inverse=True)[1])
+        elif self.adapter.source == "vocab":
+            words = shared_words(parent.tokenizer, child.tokenizer)
+            if hold_out is not None:
+                kept = set(corpus_hold_out(lexicon_corpus(words, templates=("{w}",)), hold_out).texts)
+                words = [w for w in words if w in kept]
+            extra["vocab"] = embedding_rows(parent, child, words)
         return self.fit_activations(
             acts[0],
             acts[1],
@@ -130,6 +164,7 @@ class Transfer:
             ModelInfo.from_model(child),
             groups=anchors.anchor_groups(len(texts), len(pooling)),
             anchor_hash=anchors.anchor_hash(texts, pooling),
+            **extra,
         )
 
     def _fit_aligned(self, parent, child, texts, batch_size, max_tokens, progress) -> Transfer:
@@ -166,9 +201,15 @@ class Transfer:
         *,
         groups: Sequence[int] | torch.Tensor | None = None,
         anchor_hash: str | None = None,
+        differences: tuple[Acts, Acts, Sequence[int]] | None = None,
+        vocab: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> Transfer:
         """Fit from precomputed paired anchor activations (layer -> (n_anchors, width), same rows in
-        both); ``groups`` labels rows of one text so they are held out together."""
+        both); ``groups`` labels rows of one text so they are held out together. The anchor states
+        pair the layers (data-driven layer maps) and fit state adapters; a difference adapter fits
+        on ``differences`` = (parent contrasts, child contrasts per layer, their group labels), with
+        the states as its prior; the vocabulary bridge fits one map on ``vocab`` = (parent rows,
+        child rows) of shared-token embeddings and uses it at every layer pair."""
         n_p = _check_acts(parent_acts, parent_info, "parent")
         n_c = _check_acts(child_acts, child_info, "child")
         if n_p != n_c:
@@ -193,13 +234,28 @@ class Transfer:
                         f"The layer map pairs child layer {c} with parent layer {p}, but there are no "
                         f"{who} activations at layer {layer}; collect all layers (layers=None)."
                     )
-            adapters[c] = self.adapter.clone().fit(parent_acts[p], child_acts[c], groups)
+            adapters[c] = self._fit_pair(p, c, parent_acts, child_acts, groups, differences, vocab, adapters)
         self.layer_map_ = layer_map
         self.adapters_ = adapters
         self.parent_, self.child_ = parent_info, child_info
         self.anchor_hash_ = anchor_hash or _acts_hash(parent_acts, child_acts)
         self.n_anchors_ = n_p
         return self
+
+    def _fit_pair(self, p, c, parent_acts, child_acts, groups, differences, vocab, done) -> DimAdapter:
+        source = self.adapter.source
+        if source == "differences":
+            if differences is None:
+                raise ValueError(f"The {self.adapter.name!r} adapter fits on contrast differences; pass "
+                                 "differences=(parent, child, groups) (Transfer.fit builds them from a labelled corpus).")
+            dp, dc, dgroups = differences
+            return self.adapter.clone().fit(dp[p], dc[c], dgroups, states=(parent_acts[p], child_acts[c]))
+        if source == "vocab":
+            if vocab is None:
+                raise ValueError(f"The {self.adapter.name!r} adapter fits on shared-token embeddings; pass "
+                                 "vocab=embedding_rows(parent, child) (Transfer.fit does).")
+            return next(iter(done.values())) if done else self.adapter.clone().fit(*vocab)
+        return self.adapter.clone().fit(parent_acts[p], child_acts[c], groups)
 
     # ------------------------------------------------------------------ use
 
