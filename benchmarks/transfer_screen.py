@@ -148,7 +148,7 @@ def _vocab_transfer(tr, vocab_rows, pinfo, cinfo, mapping):
 
 def readout(tr, pa, ca, own, n_layers_child, band, seed=0):
     """Summary numbers of one fitted transfer on one concept."""
-    from xsteer.concepts.strength import auroc
+    from xsteer.fidelity.strength import auroc
 
     pvec = _mean_diff(pa.train_pos, pa.train_neg)
     rng = np.random.default_rng(seed)
@@ -175,7 +175,7 @@ def readout(tr, pa, ca, own, n_layers_child, band, seed=0):
 
 
 def own_readout(ca):
-    from xsteer.concepts.strength import auroc
+    from xsteer.fidelity.strength import auroc
 
     own = _mean_diff(ca.train_pos, ca.train_neg)
     aucs = {l: float(auroc(_np(ca.test_pos[l]) @ own[l], _np(ca.test_neg[l]) @ own[l])) for l in own}
