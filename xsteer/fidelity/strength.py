@@ -26,6 +26,7 @@ __all__ = [
     "LayerStrength",
     "auroc",
     "auroc_ci",
+    "check_readable",
     "concept_acts",
     "concept_strength",
     "fit_directions",
@@ -185,8 +186,36 @@ def concept_strength(
     return ConceptStrength(concept, model, method, layers)
 
 
+#: Largest share of a concept's tokens that may be the tokenizer's unknown token.
+MAX_UNKNOWN = 0.5
+
+
+def check_readable(model, concept) -> None:
+    """A ValueError when ``model``'s tokenizer cannot tell the concept's pairs apart: every pair's two
+    texts tokenize the same, or most tokens are its unknown token (pairs in a script the model does
+    not read)."""
+    tok = model.tokenizer
+    name = getattr(model.cfg, "model_name", "the model")
+    ids = [(tok(p.positive)["input_ids"], tok(p.negative)["input_ids"]) for p in concept.pairs]
+    unk = getattr(tok, "unk_token_id", None)
+    if unk is not None:
+        flat = [t for a, b in ids for t in (*a, *b)]
+        share = sum(t == unk for t in flat) / max(1, len(flat))
+        if share > MAX_UNKNOWN:
+            raise ValueError(
+                f"{share:.0%} of the tokens of concept {concept.name!r} are unknown to {name!r}'s tokenizer: its "
+                "pairs are not in a language or script this model reads. Give pairs the model can read."
+            )
+    if all(a == b for a, b in ids):
+        raise ValueError(
+            f"Every pair of concept {concept.name!r} tokenizes to the same ids under {name!r}'s tokenizer, so the "
+            "model cannot see the difference. Give pairs whose texts differ in words the model reads."
+        )
+
+
 def concept_acts(model, concept, layers=None, *, batch_size: int = 16, progress: bool = False) -> ConceptActs:
     """Last-token ``resid_post`` activations of a concept's train and test texts (one forward pass set)."""
+    check_readable(model, concept)
     n_tr, n_te = len(concept.train), len(concept.test)
     texts = concept.texts("train") + concept.texts("test")
     acts = collect_activations(model, texts, layers, batch_size=batch_size, progress=progress)
