@@ -358,6 +358,13 @@ def _nanmean(a: np.ndarray) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def _finite_mean(rows: Sequence[np.ndarray]) -> float:
+    """Mean of the finite values of ``rows`` (distinct-n is NaN for texts shorter than n words); NaN if none."""
+    values = np.concatenate([np.ravel(r) for r in rows])
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
 def shift_at_cost(shift: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarray:
     """Judge shift at NLL increase ``budget``, linear in cost along the λ axis (axis 0); cost is
     first made non-decreasing (running maximum), and a curve that never reaches the budget gives its
@@ -600,8 +607,8 @@ class DoseResponse:
                     "nll_increase": float(np.mean([p[1][i] for p in pts])),
                     "nll_low": float(np.nanquantile(cb, 0.025)) if np.isfinite(cb).any() else float("nan"),
                     "nll_high": float(np.nanquantile(cb, 0.975)) if np.isfinite(cb).any() else float("nan"),
-                    "distinct1": float(np.nanmean([np.nanmean(c.distinct1[i - 1]) for c in cs])),
-                    "distinct2": float(np.nanmean([np.nanmean(c.distinct2[i - 1]) for c in cs])),
+                    "distinct1": _finite_mean([c.distinct1[i - 1] for c in cs]),
+                    "distinct2": _finite_mean([c.distinct2[i - 1] for c in cs]),
                 })
         return pd.DataFrame(rows)
 
