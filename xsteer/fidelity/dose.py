@@ -727,7 +727,8 @@ def dose_response(
         layers = sorted(set.intersection(*(set(v.layers) for v in labelled.values())))
     layers = sorted({int(l) for l in layers})
     if not layers:
-        raise ValueError("The vectors share no layer; pass layers= that every vector has.")
+        raise ValueError("No steering layer: layers= is empty or the vectors share none; pass layers= that every "
+                         "vector has, e.g. layers=[24, 25, 26].")
     for label, v in labelled.items():
         missing = [l for l in layers if l not in v.directions]
         if missing:

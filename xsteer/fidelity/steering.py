@@ -128,10 +128,11 @@ def _fallback_wrong(concept: Concept, n: int, seed: int) -> Concept:
 
 
 def _check_k_pairs(k_pairs: Sequence[int]) -> list[int]:
-    ks = sorted({int(k) for k in k_pairs}) if k_pairs else []
-    if any(isinstance(k, bool) or not isinstance(k, int) for k in (k_pairs or [])) or any(k < 1 for k in ks):
-        raise ValueError(f"k_pairs must be ints >= 1 (child pairs for the exchange rate), not {list(k_pairs)!r}.")
-    return ks
+    """Sorted distinct pair counts k >= 1 of the child_own_k control."""
+    given = list(k_pairs or [])
+    if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in given):
+        raise ValueError(f"k_pairs must be ints >= 1 (child pairs for the exchange rate), e.g. (4, 16), not {given!r}.")
+    return sorted(set(given))
 
 
 def steer_concept(
@@ -267,6 +268,7 @@ def steering_fidelity(
     if n_prompts > len(NEUTRAL_PROMPTS):
         raise ValueError(f"n_prompts={n_prompts} exceeds the {len(NEUTRAL_PROMPTS)} built-in neutral prompts; pass fewer.")
     n_mapped_random = n_random if n_mapped_random is None else n_mapped_random
+    _check_k_pairs(k_pairs)
     concepts = resolve_concepts(concepts, n=n, seed=seed, data_dir=data_dir)
     judged = [c for c in concepts if c.judge is not None]
     if not judged:

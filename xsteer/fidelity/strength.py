@@ -60,6 +60,15 @@ def _np(x) -> np.ndarray:
     return torch.as_tensor(x).detach().to("cpu", torch.float64).numpy()
 
 
+def _check_finite(pos: np.ndarray, neg: np.ndarray) -> None:
+    if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
+        raise ValueError(
+            "Scores to rank contain NaN or inf, so an AUROC would be meaningless: the activations (or the "
+            "direction) are not finite. Fix: check the model's activations of these texts (e.g. a float16 "
+            "overflow) or the vectors."
+        )
+
+
 def auroc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """AUROC of positive vs. negative scores, (n_pos, k) and (n_neg, k) -> (k,); ties count half.
 
@@ -72,6 +81,7 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     n1, n0 = len(pos), len(neg)
     if n1 == 0 or n0 == 0:
         raise ValueError("auroc needs at least one positive and one negative score.")
+    _check_finite(pos, neg)
     ranks = rankdata(np.concatenate([pos, neg]), axis=0)
     out = (ranks[:n1].sum(0) - n1 * (n1 + 1) / 2) / (n1 * n0)
     return out[0] if squeeze else out
@@ -85,6 +95,11 @@ def auroc_ci(pos: np.ndarray, neg: np.ndarray, *, n_boot: int = 1000, seed: int 
     m = len(pos)
     if m != len(neg) or m < 2:
         raise ValueError(f"auroc_ci needs paired scores of >= 2 pairs, got {len(pos)} and {len(neg)}.")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be an int >= 1 (bootstrap resamples, e.g. 1000), not {n_boot!r}.")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), e.g. 0.95, not {level!r}.")
+    _check_finite(pos, neg)
     wins = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
     w = np.random.default_rng(seed).multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(float)
     boots = np.einsum("bi,ij,bj->b", w, wins, w) / m**2
