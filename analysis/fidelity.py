@@ -36,10 +36,10 @@ def readout_figure(result: FidelityResult, concept: str) -> go.Figure:
     fig.add_trace(go.Scatter(x=layers, y=[r.random.p50 for r in c.child_layers], mode="lines",
                              line=dict(color="grey", dash="dot", width=1), name="random median"))
     fig.add_trace(go.Scatter(
-        x=layers, y=[r.own.value for r in c.child_layers], mode="lines+markers", name="child-own",
+        x=layers, y=[r.child_own.value for r in c.child_layers], mode="lines+markers", name="child_own",
         line=dict(color="black", width=2.5), marker=dict(symbol="circle", size=6),
-        error_y=dict(type="data", symmetric=False, array=[r.own.high - r.own.value for r in c.child_layers],
-                     arrayminus=[r.own.value - r.own.low for r in c.child_layers], thickness=1, width=2),
+        error_y=dict(type="data", symmetric=False, array=[r.child_own.high - r.child_own.value for r in c.child_layers],
+                     arrayminus=[r.child_own.value - r.child_own.low for r in c.child_layers], thickness=1, width=2),
     ))
     kinds = list(dict.fromkeys((t.layer_map, t.adapter) for t in c.transferred))
     for i, (lm, ad) in enumerate(kinds):

@@ -21,7 +21,7 @@ import numpy as np
 
 from xsteer.concepts import load_concept
 from xsteer.fidelity.judges import completion_nll, make_judge
-from xsteer.fidelity.steering import NEUTRAL_PROMPTS, Curve, OpenPrompts, check_budget, check_strengths, summarise
+from xsteer.fidelity.dose import NEUTRAL_PROMPTS, Curve, OpenPrompts, check_budget, check_lambda_grid, compare_at_budget
 from xsteer.kv_steer import extract_kv_vectors, kv_generate
 from xsteer.models import load_model
 
@@ -38,13 +38,13 @@ def kv_curves(model, kv, prompts, strengths, *, tokens: int, positions: str, jud
         texts = [tok.decode(c, skip_special_tokens=True) for c in comp]
         shape = (len(grid), len(ids))
         return Curve.of(
-            kind=kind, label=kind, strengths=grid,
+            kind=kind, label=kind, lambdas=grid,
             judge=np.asarray(judge.score(texts)).reshape(shape),
             nll=completion_nll(model, ids * len(grid), comp).reshape(shape),
             outputs=[texts[i * len(ids) : (i + 1) * len(ids)] for i in range(len(grid))],
         )
 
-    return curve("baseline", [0.0]), curve("own", strengths)
+    return curve("baseline", [0.0]), curve("child_own", strengths)
 
 
 def main() -> None:
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/operators/kv/kv.json"))
     args = parser.parse_args()
-    strengths = check_strengths([float(x) for x in args.strengths.split(",")])
+    strengths = check_lambda_grid([float(x) for x in args.strengths.split(",")])
     budget = check_budget(args.budget)
     lo, _, hi = args.layers.partition("-")
     layers = list(range(int(lo), int(hi or lo) + 1))
@@ -69,10 +69,10 @@ def main() -> None:
     judge = make_judge(concept.judge)
     base, own = kv_curves(model, kv, NEUTRAL_PROMPTS[: args.prompts], strengths, tokens=args.tokens,
                           positions=args.positions, judge=judge)
-    _, _, at, _ = summarise(base, {"own": own}, budget=budget)
+    at = compare_at_budget(base, {"child_own": own}, budget=budget).shift
     result = {
         "operator": "kv_cache", "positions": args.positions, "layers": layers, "budget_nll": budget,
-        "shift_at_budget": {"own": at["own"].to_dict()}, "baseline": base.to_dict(outputs=True),
+        "shift_at_budget": {"child_own": at["child_own"].to_dict()}, "baseline": base.to_dict(outputs=True),
         "curves": [own.to_dict(outputs=True)],
         "per_strength": [{"strength": f, "shift": float(np.mean(own.judge[i] - base.judge[0])),
                           "nll_increase": float(np.nanmean(own.nll[i] - base.nll[0])),

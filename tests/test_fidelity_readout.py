@@ -84,12 +84,12 @@ def test_planted_map_transferred_readout_recovers_child_own():
     for t in out.transferred:
         assert t.child_layer == t.parent_layer
         # direction recovered: the transferred vector is the child-own vector
-        assert t.cos_own > 0.98
-        assert t.auroc.value == pytest.approx(own[t.child_layer].own.value, abs=0.03)
+        assert t.cos_child_own > 0.98
+        assert t.auroc.value == pytest.approx(own[t.child_layer].child_own.value, abs=0.03)
         assert t.auroc.value > 0.85 and t.above_random
         assert t.r2 > 0.9  # the ridge adapter found the planted map
     for r in out.child_layers:
-        assert abs(r.random.p50 - 0.5) < 0.1 and r.random.p95 < r.own.low
+        assert abs(r.random.p50 - 0.5) < 0.1 and r.random.p95 < r.child_own.low
 
 
 def test_wrong_map_scores_near_random():
@@ -99,9 +99,9 @@ def test_wrong_map_scores_near_random():
     shuffled = {l: x[perm] for l, x in ac.items()}
     tr = Transfer("greedy", "ridge").fit_activations(ap, shuffled, pinfo, cinfo)
     out = readout_from_activations(_concept(), pa, ca, {("greedy", "ridge"): tr}, parent_info=pinfo, n_random=300, n_boot=500)
-    own = {r.layer: r.own.value for r in out.child_layers}
+    own = {r.layer: r.child_own.value for r in out.child_layers}
     for t in out.transferred:
-        assert abs(t.cos_own) < 0.6
+        assert abs(t.cos_child_own) < 0.6
         assert t.auroc.value < own[t.child_layer] - 0.05
 
 
@@ -154,7 +154,7 @@ def test_report_flags_a_concept_the_parent_does_not_hold(tmp_path):
     assert data["flags"] and data["concepts"][0]["parent"]["holds"] is False
     fig = readout_figure(held, "planted")
     names = [t.name for t in fig.data]
-    assert "child-own" in names and sum(n.startswith("transferred") for n in names if n) == 2
+    assert "child_own" in names and sum(n.startswith("transferred") for n in names if n) == 2
     assert len({t.line.dash for t in fig.data if t.name and t.name.startswith("transferred")}) == 2  # greyscale-readable
 
 
@@ -176,7 +176,7 @@ def test_readout_fidelity_gemma_to_smollm2_matches_sklearn(gemma, smollm2):
     acts = collect_activations(smollm2, concept.texts("test"), [9])[9].double() @ own[9].double()
     m = len(concept.test)
     want = roc_auc_score(np.r_[np.ones(m), np.zeros(m)], acts.numpy())
-    assert ro.child_layers[9].own.value == pytest.approx(want, abs=1e-4)
+    assert ro.child_layers[9].child_own.value == pytest.approx(want, abs=1e-4)
     assert len(res.table()) == 1 and res.timing["readout_rows_per_s"] > 0
     print("\n" + res.table().to_string())
 
@@ -201,7 +201,7 @@ def test_cached_activations_serve_both_directions_on_tiny_models(tmp_path):
     assert [t.child_layer for t in rev.concepts[0].transferred] == [0, 1]
     assert (fwd.parent, fwd.child) == (rev.child, rev.parent)
     # the child's own readout in one direction is the parent's strength in the other
-    assert [s.auroc for s in rev.concepts[0].parent.layers] == [r.own for r in fwd.concepts[0].child_layers]
+    assert [s.auroc for s in rev.concepts[0].parent.layers] == [r.child_own for r in fwd.concepts[0].child_layers]
 
 
 def test_leave_concept_out_fits_each_concept_without_its_own_texts():
@@ -225,7 +225,7 @@ def test_leave_concept_out_fits_each_concept_without_its_own_texts():
                                            fit_transfers(acts[0], acts[1], kept, ["greedy"], ["ridge"]),
                                            parent_info=acts[0].info, n_random=20, n_boot=50)
         assert [t.auroc.value for t in readout.transferred] == [t.auroc.value for t in by_hand.transferred]
-        assert [t.cos_own for t in readout.transferred] == [t.cos_own for t in by_hand.transferred]
+        assert [t.cos_child_own for t in readout.transferred] == [t.cos_child_own for t in by_hand.transferred]
     shared = fidelity_from_acts(acts[0], acts[1], cs, layer_maps=["greedy"], adapters=["ridge"], anchor_texts=anchors,
                                 anchor_mode="shared", n_random=20, n_boot=50)
     assert shared.anchors["rows"] == {x.name: 2 * len(set(anchors)) for x in cs}

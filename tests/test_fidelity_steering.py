@@ -12,11 +12,10 @@ import torch
 
 from xsteer.extract import random_vectors
 from xsteer.fidelity.judges import LanguageJudge, SentimentJudge, completion_nll, distinct_n, make_judge
-from xsteer.fidelity.steering import (
+from xsteer.fidelity.dose import (
     OpenPrompts,
-    check_strengths,
+    check_lambda_grid,
     dose_response,
-    restrict,
     run_curves,
     shift_at_cost,
 )
@@ -102,23 +101,23 @@ def _greedy_alone(model, vectors, prompt_ids, f, n_new, operator=None):
 
 
 @pytest.mark.parametrize("operator", [None, NormPreservingAdd(), Clamp(value=2.0)], ids=["add", "norm_preserving", "clamp"])
-def test_batched_per_row_strength_equals_one_strength_at_a_time(tiny, operator):
+def test_batched_per_row_lambda_equals_one_lambda_at_a_time(tiny, operator):
     vec = _vectors(tiny, 1)
     prompts = ["Tell me about your day.", "The weather today", "Hi"]
-    strengths = [0.05, 0.5, 2.0]  # large enough on a random model that the texts differ by strength
+    lambdas = [0.05, 0.5, 2.0]  # large enough on a random model that the texts differ by λ
     task = OpenPrompts(prompts, max_new_tokens=10)
-    base, curves, timing = run_curves(tiny, {"v": vec}, LetterJudge(), prompts, strengths, max_new_tokens=10,
+    base, curves, timing = run_curves(tiny, {"v": vec}, LetterJudge(), prompts, lambdas, max_new_tokens=10,
                                       batch_size=4, operator=operator)
     tok = tiny.tokenizer
     eos = tok.eos_token_id
-    for i, f in enumerate(strengths):
+    for i, f in enumerate(lambdas):
         for j, ex in enumerate(task.examples):
             want = _greedy_alone(tiny, vec, task.prompt_ids(ex, tok), f, 10, operator)
             if eos in want:
                 want = want[: want.index(eos)]
             assert curves["v"].outputs[i][j] == tok.decode(want, skip_special_tokens=True)
-    assert len({tuple(o) for o in curves["v"].outputs}) > 1  # strength changed the text
-    assert timing["rows"] == len(prompts) * (len(strengths) + 1)
+    assert len({tuple(o) for o in curves["v"].outputs}) > 1  # λ changed the text
+    assert timing["rows"] == len(prompts) * (len(lambdas) + 1)
 
 
 def test_controls_add_equal_norm(tiny):
@@ -134,7 +133,7 @@ def test_controls_add_equal_norm(tiny):
 
 
 def test_shift_at_cost_hand_worked():
-    # origin + three strengths; cost dips at the third point and is held at its running maximum
+    # origin + three λ values; cost dips at the third point and is held at its running maximum
     shift = np.array([0.0, 0.2, 0.4, 0.5])
     cost = np.array([0.0, 0.1, 0.3, 0.2])
     assert shift_at_cost(shift, cost, 0.2) == pytest.approx(0.3)  # halfway between (0.1, 0.2) and (0.3, 0.4)
@@ -145,35 +144,35 @@ def test_shift_at_cost_hand_worked():
 def test_dose_response_self_efficiency_is_one_and_random_band(tiny):
     own = _vectors(tiny, 3)
     rand = [random_vectors(own, seed=s) for s in range(2)]
-    res = dose_response(tiny, {"transferred": own, "own": own, "random": rand}, LetterJudge(),
-                        strengths=[0.3, 1.0, 3.0], prompts=["One", "Two words", "Three more words"],
+    res = dose_response(tiny, {"transferred": own, "child_own": own, "random": rand}, LetterJudge(),
+                        lambdas=[0.3, 1.0, 3.0], prompts=["One", "Two words", "Three more words"],
                         max_new_tokens=8, n_boot=200)
     assert res.layers == [0, 1, 2] and len(res.kind_curves("random")) == 2
     assert res.efficiency is not None
     if np.isfinite(res.efficiency.value):
         assert res.efficiency.value == pytest.approx(1.0)
     table = res.table()
-    assert set(table["kind"]) == {"transferred", "own", "random"}
-    t = table[table.kind == "own"]
+    assert set(table["kind"]) == {"transferred", "child_own", "random"}
+    t = table[table.kind == "child_own"]
     base = res.baseline.judge[0].mean()
-    np.testing.assert_allclose(t["shift"], res.curves["own"].judge.mean(1) - base)
+    np.testing.assert_allclose(t["shift"], res.curves["child_own"].judge.mean(1) - base)
     d = res.to_dict()
-    assert d["strengths"] == [0.3, 1.0, 3.0] and len(d["curves"]) == 4
+    assert d["lambdas"] == [0.3, 1.0, 3.0] and len(d["curves"]) == 4
 
 
 def test_dose_response_figure_series_equal_data(tiny):
     from analysis.dose_response import dose_response_figure
 
     own = _vectors(tiny, 4)
-    res = dose_response(tiny, {"transferred": _vectors(tiny, 5), "own": own,
+    res = dose_response(tiny, {"transferred": _vectors(tiny, 5), "child_own": own,
                                "random": [random_vectors(own, seed=s) for s in range(3)]},
-                        LetterJudge(), strengths=[0.5, 2.0], prompts=["One", "Two"], max_new_tokens=6, n_boot=100)
+                        LetterJudge(), lambdas=[0.5, 2.0], prompts=["One", "Two"], max_new_tokens=6, n_boot=100)
     fig = dose_response_figure(res)
     table = res.table()
     lines = {tr.name: tr for tr in fig.data if tr.name and tr.mode and "lines" in tr.mode}
-    for kind, name in (("transferred", "transferred"), ("own", "child-own"), ("random", "random (mean of 3)")):
+    for kind, name in (("transferred", "transferred"), ("child_own", "child_own"), ("random", "random (mean of 3)")):
         rows = table[table.kind == kind]
-        np.testing.assert_allclose(lines[name].x, rows["strength"])
+        np.testing.assert_allclose(lines[name].x, rows["lam"])
         np.testing.assert_allclose(lines[name].y, rows["shift"])
     bands = [tr for tr in fig.data if tr.fill == "toself"]
     assert len(bands) == 3  # a CI band per non-random kind, the 5–95% band of the random directions
@@ -190,59 +189,62 @@ def test_where_bands_and_targeted_map():
 def test_a_band_that_silences_the_child_ranks_last(tiny, monkeypatch):
     """Every text empty at a strength (NLL undefined) is no steerability: hand-made curves, ranked."""
     import xsteer.fidelity.where as where
-    from xsteer.fidelity.steering import Curve
+    from xsteer.fidelity.dose import Curve
 
     def curve(label, judge, nll):
         j, n = np.array(judge, float), np.array(nll, float)
-        return Curve("own", label, [0.1], j, n, np.ones_like(j), np.ones_like(j), [[""] * j.shape[1]])
+        return Curve("child_own", label, [0.1], j, n, np.ones_like(j), np.ones_like(j), [[""] * j.shape[1]])
 
     base = curve("baseline", [[0.0, 0.0]], [[2.0, 2.0]])
     curves = {"band0-1": curve("band0-1", [[0.5, 0.5]], [[np.nan, np.nan]]),  # silent: judge 0.5, no NLL
               "band1-2": curve("band1-2", [[0.2, 0.4]], [[3.0, 3.0]])}
     monkeypatch.setattr(where, "run_curves", lambda *a, **k: (base, curves, {}))
-    res = where.steerable_layers(tiny, _vectors(tiny, 0), LetterJudge(), bands=[[0, 1], [1, 2]], strengths=[0.1])
+    res = where.steerable_layers(tiny, _vectors(tiny, 0), LetterJudge(), bands=[[0, 1], [1, 2]], lambdas=[0.1])
     assert res.best == [1, 2]
     assert res.bands[0].score == pytest.approx(0.3 / 1.0) and res.bands[1].score == 0.0
 
 
-def test_bad_strengths_and_layers(tiny):
+def test_bad_lambdas_and_layers(tiny):
     for bad in ([], [-0.1, 0.2], [0.0], [float("inf")], [float("nan")]):
-        with pytest.raises(ValueError, match="Strengths|strength grid"):
-            check_strengths(bad)
-    assert check_strengths([0.3, 0.1, 0.1]) == [0.1, 0.3]
+        with pytest.raises(ValueError, match="λ values|λ grid"):
+            check_lambda_grid(bad)
+    assert check_lambda_grid([0.3, 0.1, 0.1]) == [0.1, 0.3]
     with pytest.raises(ValueError, match="layers"):
-        restrict(_vectors(tiny, 0), [5])
+        dose_response(tiny, {"child_own": _vectors(tiny, 0)}, LetterJudge(), layers=[5], prompts=["a", "b"])
     with pytest.raises(ValueError, match="empty"):
-        dose_response(tiny, {"own": _vectors(tiny, 0)}, LetterJudge(), strengths=[])
+        dose_response(tiny, {"child_own": _vectors(tiny, 0)}, LetterJudge(), lambdas=[])
 
 
 def test_steering_fidelity_end_to_end_on_tiny_models(tiny):
     from xsteer.fidelity.steering import format_markdown, steering_fidelity
 
     parent = tiny_model("qwen2", n_layers=4, d_model=64, seed=1)
-    res = steering_fidelity(parent, tiny, ["sentiment", "arith_truth"], strengths=[0.5, 2.0], n_prompts=2,
-                            n_random=2, max_new_tokens=4, where_prompts=2, where_strengths=[1.0], n=32)
+    res = steering_fidelity(parent, tiny, ["sentiment", "arith_truth"], lambdas=[0.5, 2.0], n_prompts=2,
+                            n_random=2, max_new_tokens=4, where_prompts=2, where_lambdas=[1.0], n=32)
     (r,) = res.results  # arith_truth has no judge: skipped
     assert r.concept == "sentiment" and r.layers == res.where["sentiment"]["best"]
     pairs = res.transfer["sentiment"]["layer_pairs"]
     assert {int(c) for c in pairs} == set(r.layers)
     assert all(p == round(int(c) * 3 / 2) for c, p in pairs.items())  # targeted: same relative depth
-    assert {c.kind for c in r.curves.values()} == {"transferred", "own", "random"}
+    assert {c.kind for c in r.curves.values()} == {"transferred", "child_own", "child_own_k", "random", "mapped_random",
+                                                    "wrong_concept"}
     md = format_markdown(res)
     assert "| sentiment |" in md and "Where" in md
-    assert res.to_dict()["results"][0]["strengths"] == [0.5, 2.0]
+    assert res.to_dict()["results"][0]["lambdas"] == [0.5, 2.0]
 
 
 def test_steering_fidelity_operator_and_budget_reach_the_curves(tiny):
-    from xsteer.fidelity.steering import format_markdown, steering_fidelity, shift_at_cost, _shift_cost
+    from xsteer.fidelity.dose import shift_and_cost
+    from xsteer.fidelity.steering import format_markdown, steering_fidelity
 
     parent = tiny_model("qwen2", n_layers=4, d_model=64, seed=1)
-    kw = dict(strengths=[0.5, 2.0], layers=[1, 2], n_prompts=2, n_random=0, max_new_tokens=4, n=32)
+    kw = dict(lambdas=[0.5, 2.0], layers=[1, 2], n_prompts=2, n_random=0, max_new_tokens=4, n=32, k_pairs=(),
+              prompting=False)
     add = steering_fidelity(parent, tiny, ["sentiment", "arith_truth"], **kw)  # arith_truth texts: the anchors
     clamp = steering_fidelity(parent, tiny, ["sentiment", "arith_truth"], operator="clamp:3.0", budget=0.25, **kw)
     (a,), (c,) = add.results, clamp.results
     assert c.settings["operator"] == {"name": "clamp", "value": 3.0} and c.budget == 0.25
-    assert a.curves["own"].outputs != c.curves["own"].outputs  # the operator changed the generations
-    own = c.curves["own"]
-    assert c.shift_at_budget["own"].value == pytest.approx(float(shift_at_cost(*_shift_cost(own, c.baseline), 0.25)))
+    assert a.curves["child_own"].outputs != c.curves["child_own"].outputs  # the operator changed the generations
+    own = c.curves["child_own"]
+    assert c.shift_at_budget["child_own"].value == pytest.approx(float(shift_at_cost(*shift_and_cost(own, c.baseline), 0.25)))
     assert "operator clamp (value=3.0)" in format_markdown(clamp)

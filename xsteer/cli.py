@@ -270,6 +270,65 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder made by `xstee
     typer.echo(f"Report: {path}")
 
 
+_JUDGE = typer.Option(
+    None, "--judge", help="A user judge for the concepts (repeatable): [CONCEPT=]module:NAME or "
+                          "[CONCEPT=]path/to/file.py:NAME, NAME an object with .score(texts), a function texts -> "
+                          "scores, or a class; without CONCEPT= it judges every concept that has no judge.")
+_INSTRUCTION = typer.Option(
+    None, help="Prompting baseline for concepts without one: an instruction appended to each neutral prompt, "
+               "e.g. 'Answer formally.'")
+
+
+def _split(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        return [float(x) for x in _split(text)]
+    except ValueError:
+        raise ValueError(f"{option} must be comma-separated numbers like 0.02,0.08,0.32, not {text!r}.") from None
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(x) for x in _split(text)]
+    except ValueError:
+        raise ValueError(f"{option} must be comma-separated integers like 4,16, not {text!r}.") from None
+
+
+def _concepts_with_judges(concepts: str, judges: Optional[list[str]], instruction: Optional[str], *, n: int,
+                          seed: int, data_dir) -> list:
+    """Concepts of a comma list, each with its judge: a built-in's own, or a user judge from --judge."""
+    from xsteer.concepts import load_concept, load_judge
+
+    names = _split(concepts)
+    if not names:
+        raise ValueError("--concepts is empty; give e.g. sentiment,language or a .jsonl file.")
+    default, per = None, {}
+    for spec in judges or []:
+        target, sep, what = spec.partition("=")
+        if sep:
+            if target not in names and target not in [Path(x).stem for x in names]:
+                raise ValueError(f"--judge {spec!r} names concept {target!r}, which is not in --concepts {names}.")
+            per[target] = load_judge(what)
+        elif default is None:
+            default = load_judge(spec)
+        else:
+            raise ValueError("Give one --judge without CONCEPT= (it judges every concept without a judge), and "
+                             "CONCEPT=SPEC for the others.")
+    out = []
+    for name in names:
+        c = load_concept(name, n=n, seed=seed, data_dir=data_dir, judge=per.get(name) or per.get(Path(name).stem),
+                         instruction=None)
+        if c.judge is None and default is not None:
+            c = load_concept(name, n=n, seed=seed, data_dir=data_dir, judge=default, instruction=instruction)
+        elif instruction and c.instruction is None:
+            c = load_concept(name, n=n, seed=seed, data_dir=data_dir, judge=c.judge, instruction=instruction)
+        out.append(c)
+    return out
+
+
 @app.command()
 @_friendly
 def fidelity(
@@ -278,11 +337,14 @@ def fidelity(
     concepts: str = typer.Option(
         "sentiment,language,arith_truth", help="Comma list: built-in names, task:<task>, or .jsonl paths."
     ),
+    judge: Optional[list[str]] = _JUDGE,
     layer_maps: str = typer.Option("greedy,proportional", help="Comma list: greedy, proportional, cka."),
     adapters: str = typer.Option("ridge,procrustes", help="Comma list: ridge, procrustes, identity, ..."),
     n: int = typer.Option(256, help="Pairs per concept (a quarter held out)."),
     method: str = typer.Option("mean_diff", help="Vector per layer: mean_diff or pca."),
-    n_random: int = typer.Option(200, help="Random directions for the null."),
+    n_random: int = typer.Option(200, help="Random child directions for the null."),
+    n_mapped_random: int = typer.Option(20, help="Random parent directions carried by each transfer (control)."),
+    k_pairs: str = typer.Option("4,16", help="Pair counts of the child_own-on-k-pairs control."),
     steering: bool = typer.Option(False, "--steering/--no-steering", help="Also run the behavioural dose-response."),
     reverse: bool = typer.Option(False, "--reverse", help="Also child -> parent, from the same activations."),
     anchor_questions: int = typer.Option(256, help="ARC-Easy train questions added to the anchors (0: none)."),
@@ -294,20 +356,20 @@ def fidelity(
     data_dir: Optional[Path] = typer.Option(None, help="Benchmark data (task concepts, anchor questions)."),
     debug: bool = _DEBUG,
 ):
-    """Readout fidelity: held-out AUROC of transferred vs. child-own vs. random directions, per concept,
-    child layer, layer map and adapter; flags concepts the parent does not hold."""
+    """Readout fidelity: held-out AUROC of transferred vs. child-own, random, mapped-random,
+    wrong-concept and few-pair child-own directions, per concept, child layer, layer map and adapter,
+    averaged over all child layers; flags concepts the parent does not hold."""
     from analysis.export import save_figure
     from analysis.fidelity import readout_figure
-    from xsteer.concepts import load_concept
     from xsteer.fidelity import cached_model_acts, default_anchor_texts, fidelity_from_acts, write_report
+    from xsteer.fidelity.readout import check_anchor_mode
     from xsteer.fidelity.report import format_summary_table
+    from xsteer.fidelity.steering import steering_fidelity
     from xsteer.models import load_model
 
-    from xsteer.fidelity.readout import check_anchor_mode
-
     check_anchor_mode(anchors_mode)
-    split = lambda s: [x.strip() for x in s.split(",") if x.strip()]
-    the_concepts = [load_concept(name, n=n, seed=seed, data_dir=data_dir) for name in split(concepts)]
+    ks = _ints(k_pairs, "--k-pairs")
+    the_concepts = _concepts_with_judges(concepts, judge, None, n=n, seed=seed, data_dir=data_dir)
     anchors, about = default_anchor_texts(the_concepts, data_dir=data_dir, n_task=anchor_questions, seed=seed)
     models: dict = {}
 
@@ -322,15 +384,12 @@ def fidelity(
     }
     directions = [(parent, child)] + ([(child, parent)] if reverse else [])
     for p_name, c_name in directions:
-        result = fidelity_from_acts(acts[p_name], acts[c_name], the_concepts, layer_maps=split(layer_maps),
-                                    adapters=split(adapters), anchor_texts=anchors, anchors=about,
-                                    anchor_mode=anchors_mode, method=method,
-                                    n_random=n_random, seed=seed)
-        if steering:  # the behavioural half lives in xsteer.fidelity.steering (it fills result.steering)
-            from xsteer.fidelity.steering import steering_fidelity
-
-            p_model, c_model = get(p_name), get(c_name)
-            result.steering = steering_fidelity(p_model, c_model, result, anchor_mode=anchors_mode, seed=seed,
+        result = fidelity_from_acts(acts[p_name], acts[c_name], the_concepts, layer_maps=_split(layer_maps),
+                                    adapters=_split(adapters), anchor_texts=anchors, anchors=about,
+                                    anchor_mode=anchors_mode, method=method, n_random=n_random,
+                                    n_mapped_random=n_mapped_random, k_pairs=ks, seed=seed)
+        if steering:  # the behavioural half (it fills result.steering)
+            result.steering = steering_fidelity(get(p_name), get(c_name), result, anchor_mode=anchors_mode, seed=seed,
                                                 data_dir=data_dir)
         where = out if len(directions) == 1 else out / f"{p_name}_to_{c_name}".replace("/", "_")
         paths = write_report(result, where)
@@ -379,59 +438,78 @@ def grid(
         raise typer.Exit(1)
 
 
+def _band(layers: Optional[str]) -> Optional[list[int]]:
+    if not layers:
+        return None
+    lo, _, hi = layers.partition("-")
+    try:
+        return list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ValueError(f"--layers must be a band like 24-28 or one layer like 25, not {layers!r}.") from None
+
+
 @app.command("steering-fidelity")
 @_friendly
 def steering_fidelity_cmd(
     parent: str = typer.Option("gemma-3-270m", help="Parent model (same forms as `run`)."),
     child: str = typer.Option("smollm2-135m", help="Child model."),
-    concepts: str = typer.Option("sentiment,language", help="Comma list of concepts with a judge."),
-    strengths: str = typer.Option("0.02,0.04,0.08,0.16,0.32", help="Fractions of the child's median residual norm."),
+    concepts: str = typer.Option("sentiment,language", help="Comma list of concepts with a judge (built-in names or "
+                                                              ".jsonl files with --judge)."),
+    judge: Optional[list[str]] = _JUDGE,
+    instruction: Optional[str] = _INSTRUCTION,
+    lambdas: str = typer.Option("0.02,0.04,0.08,0.16,0.32", help="λ grid: fractions of the child's median residual norm."),
     layers: Optional[str] = typer.Option(None, help="Steered child layers, e.g. 8-13 (default: the most steerable band)."),
     prompts: int = typer.Option(16, help="Neutral prompts (of the built-in 24)."),
-    n_random: int = typer.Option(10, help="Random directions of equal norm."),
+    n_random: int = typer.Option(10, help="Random child directions of equal norm."),
+    n_mapped_random: Optional[int] = typer.Option(None, help="Random parent directions carried by the transfer "
+                                                             "(default: --n-random)."),
+    k_pairs: str = typer.Option("4,16", help="Pair counts of the child_own-on-k-pairs control (the exchange rate)."),
+    prompting: bool = typer.Option(True, "--prompting/--no-prompting", help="The prompting baseline (the concept's "
+                                                                          "instruction)."),
+    side_effect_items: int = typer.Option(0, help="ARC-Easy items scored at each vector's operating λ (0: skip)."),
     tokens: int = typer.Option(32, help="New tokens per generation (greedy)."),
     where_prompts: int = typer.Option(8, help="Prompts for the where-to-steer band search."),
-    where_strengths: str = typer.Option("0.08,0.32", help="Strengths for the band search."),
+    where_lambdas: str = typer.Option("0.08,0.32", help="λ values for the band search."),
     out: Path = typer.Option(Path("runs/steering-fidelity"), help="Folder for steering.md, steering.json, figures."),
     seed: int = typer.Option(0),
-    data_dir: Optional[Path] = typer.Option(None, help="Benchmark data (extra anchor questions)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Benchmark data (extra anchor questions, ARC-Easy)."),
     anchors_mode: str = typer.Option("leave_concept_out", "--anchors", help="leave_concept_out: each concept's "
                                      "transfer is fitted without its own texts; shared: with them."),
     reverse: bool = typer.Option(False, "--reverse", help="Swap the roles: the child's vectors into the parent."),
-    operator: str = typer.Option("add", help="How every vector enters the stream (strength = its λ): add, project, "
+    operator: str = typer.Option("add", help="How every vector enters the stream (λ is its strength): add, project, "
                                  "clamp:VALUE, norm_preserving."),
     budget: Optional[float] = typer.Option(None, help="NLL increase (nats/token) at which shifts are compared "
-                                           "(default: the largest both transferred and own reach)."),
+                                           "(default: the largest both transferred and child_own reach)."),
     debug: bool = _DEBUG,
 ):
-    """Behavioural steering fidelity: dose-response of transferred vs child-own vs random vectors on
-    neutral prompts, scored by external judges (VADER, lingua) with the child's NLL as fluency cost."""
+    """Behavioural steering fidelity: dose-response of transferred vs child_own, random, mapped_random,
+    wrong_concept, few-pair child_own and prompting on neutral prompts, scored by judges that never
+    see a vector (VADER, lingua, or yours via --judge) with the child's NLL as fluency cost."""
     import json
 
     from analysis.dose_response import dose_response_figure
     from analysis.export import save_figure
-    from xsteer.fidelity.steering import check_budget, format_markdown, steering_fidelity
-    from xsteer.models import load_model
-
+    from xsteer.fidelity.dose import check_budget, check_lambda_grid
     from xsteer.fidelity.readout import check_anchor_mode
+    from xsteer.fidelity.steering import format_markdown, steering_fidelity
+    from xsteer.models import load_model
     from xsteer.operators import operator_from_spec
 
     check_anchor_mode(anchors_mode)
-    operator_from_spec(operator)  # a bad operator or budget fails before any model loads
+    operator_from_spec(operator)  # bad options fail before any model loads
     check_budget(budget)
-    floats = lambda s: [float(x) for x in s.split(",") if x.strip()]
-    band = None
-    if layers:
-        lo, _, hi = layers.partition("-")
-        band = list(range(int(lo), int(hi or lo) + 1))
+    grid, where_grid, ks, band = (check_lambda_grid(_floats(lambdas, "--lambdas")),
+                                  check_lambda_grid(_floats(where_lambdas, "--where-lambdas")),
+                                  _ints(k_pairs, "--k-pairs"), _band(layers))
+    the_concepts = _concepts_with_judges(concepts, judge, instruction, n=256, seed=seed, data_dir=data_dir)
     p, c = load_model(parent), load_model(child)
     if reverse:
         p, c = c, p
     result = steering_fidelity(
-        p, c, [x.strip() for x in concepts.split(",") if x.strip()], strengths=floats(strengths), layers=band,
-        n_prompts=prompts, n_random=n_random, max_new_tokens=tokens, where_prompts=where_prompts,
-        where_strengths=floats(where_strengths), anchor_mode=anchors_mode, seed=seed, data_dir=data_dir,
-        operator=operator, budget=budget,
+        p, c, the_concepts, lambdas=grid, layers=band, n_prompts=prompts, n_random=n_random,
+        n_mapped_random=n_mapped_random, k_pairs=ks, prompting=prompting, side_effect_items=side_effect_items,
+        max_new_tokens=tokens, where_prompts=where_prompts, where_lambdas=where_grid, anchor_mode=anchors_mode,
+        seed=seed, data_dir=data_dir, operator=operator, budget=budget,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "steering.md").write_text(format_markdown(result), encoding="utf-8")
@@ -441,6 +519,64 @@ def steering_fidelity_cmd(
             save_figure(dose_response_figure(r, y), out / "figures" / f"dose_{r.concept}_{y}")
     typer.echo(format_markdown(result).split("\n## ")[0])
     typer.echo(f"\nReport: {out / 'steering.md'}")
+
+
+@app.command()
+@_friendly
+def suite(
+    parent: str = typer.Option("gemma-3-270m", help="Parent model (same forms as `run`)."),
+    child: str = typer.Option("smollm2-135m", help="Child model."),
+    concepts: str = typer.Option("sentiment,language", help="Comma list of concepts with a judge (built-in names or "
+                                                              ".jsonl files with --judge)."),
+    judge: Optional[list[str]] = _JUDGE,
+    instruction: Optional[str] = _INSTRUCTION,
+    estimators: str = typer.Option("default", help="Comma list of transfer estimators, each 'default' (Transfer()) "
+                                                   "or LAYER_MAP+ADAPTER, e.g. proportional+ridge,greedy+procrustes."),
+    quick: bool = typer.Option(False, "--quick/--full", help="Quick: a few minutes on CPU (few pairs, prompts, tokens, "
+                                                             "λ); full: the table of docs/results.md."),
+    directions: str = typer.Option("parent_to_child,child_to_parent", help="Comma list of directions."),
+    side_effect_items: Optional[int] = typer.Option(None, help="ARC-Easy items at each operating λ (default: the mode's)."),
+    out: Path = typer.Option(Path("runs/suite"), help="Folder for suite.md and suite.json."),
+    seed: int = typer.Option(0),
+    data_dir: Optional[Path] = typer.Option(None, help="Benchmark data (anchor questions, ARC-Easy)."),
+    debug: bool = _DEBUG,
+):
+    """The fidelity suite: per estimator × concept × direction, readout AUROC over all child layers and
+    steering efficiency at equal fluency beside every control, with anti-steerability and the ARC-Easy
+    side effect; each concept held out of its transfer's anchors."""
+    import json
+    from dataclasses import replace
+
+    from xsteer.fidelity.suite import DIRECTIONS, SuiteConfig, fidelity_suite
+    from xsteer.models import load_model
+    from xsteer.transfer import Transfer
+
+    changes = {"seed": seed, **({"side_effect_items": side_effect_items} if side_effect_items is not None else {})}
+    config = SuiteConfig.quick(**changes) if quick else replace(SuiteConfig(), **changes)
+    wanted = _split(directions)
+    unknown = [d for d in wanted if d not in DIRECTIONS]
+    if unknown or not wanted:
+        raise ValueError(f"--directions must be some of {','.join(DIRECTIONS)}, not {directions!r}.")
+    specs = {}
+    for name in _split(estimators):
+        if name == "default":
+            specs[name] = Transfer
+            continue
+        layer_map, sep, adapter = name.partition("+")
+        if not sep:
+            raise ValueError(f"Estimator {name!r} is not 'default' or LAYER_MAP+ADAPTER such as proportional+ridge.")
+        specs[name] = Transfer(layer_map, adapter)  # a bad name fails here, before any model loads
+    if not specs:
+        raise ValueError("--estimators is empty; give e.g. default or proportional+ridge.")
+    the_concepts = _concepts_with_judges(concepts, judge, instruction, n=config.n_pairs, seed=seed, data_dir=data_dir)
+    result = fidelity_suite(load_model(parent), load_model(child), the_concepts, specs, config=config,
+                            directions=wanted, data_dir=data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "suite.md").write_text(result.to_markdown(), encoding="utf-8")
+    (out / "suite.json").write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False, default=str),
+                                    encoding="utf-8")
+    typer.echo(result.to_markdown().split("\nSteering bands")[0])
+    typer.echo(f"\nReport: {out / 'suite.md'}")
 
 
 class _ExportRequest:

@@ -6,10 +6,10 @@
 measured in ``xsteer.fidelity`` (``model_strength``).
 """
 
-from .base import JUDGES, MIN_PAIRS, Concept, concept_from_pairs
+from .base import JUDGES, MIN_PAIRS, Concept, Judge, JudgeLike, check_judge, concept_from_pairs, judge_name
 from .files import read_pairs_jsonl
 from .language import language_pairs
-from .registry import CONCEPTS, load_concept
+from .registry import CONCEPTS, load_concept, load_judge
 from .sentiment import sentiment_pairs
 
 __all__ = [
@@ -17,9 +17,14 @@ __all__ = [
     "JUDGES",
     "MIN_PAIRS",
     "Concept",
+    "Judge",
+    "JudgeLike",
+    "check_judge",
     "concept_from_pairs",
+    "judge_name",
     "language_pairs",
     "load_concept",
+    "load_judge",
     "read_pairs_jsonl",
     "sentiment_pairs",
 ]

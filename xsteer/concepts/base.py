@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Protocol, Sequence, Union
+
+import numpy as np
 
 from xsteer.contrast import ContrastPair, pairs_hash
 from xsteer.splits import held_out_split
 
-__all__ = ["JUDGES", "MIN_PAIRS", "Concept", "concept_from_pairs"]
+__all__ = ["JUDGES", "MIN_PAIRS", "Concept", "Judge", "JudgeLike", "check_judge", "concept_from_pairs", "judge_name"]
 
 MIN_PAIRS = 16
 """Fewest pairs a concept may have: below this the held-out AUROC has too few items to mean much."""
@@ -17,28 +19,81 @@ MIN_SPLIT = 4
 """Fewest pairs each of the train and test splits may have."""
 
 JUDGES = ("sentiment", "language")
-"""External judges that can score a concept's expression in generated text (``Concept.judge``)."""
+"""Built-in judges, by name, that score a concept's expression in generated text (``Concept.judge``)."""
+
+
+class Judge(Protocol):
+    """Scores the expression of a concept in texts without seeing a vector; higher = more of the
+    concept's positive side. ``score`` returns one finite number per text."""
+
+    name: str
+
+    def score(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+JudgeLike = Union[str, Judge, Callable[[Sequence[str]], Sequence[float]]]
+"""A built-in judge name (``JUDGES``), any object with ``.score(texts)``, or a callable texts -> scores."""
+
+
+def judge_name(judge: JudgeLike | None) -> str | None:
+    """The name a judge is reported under: the built-in name, the object's ``.name``, or the
+    callable's ``__name__`` (else its type's name)."""
+    if judge is None or isinstance(judge, str):
+        return judge
+    name = getattr(judge, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return getattr(judge, "__name__", None) or type(judge).__name__
+
+
+def check_judge(judge: JudgeLike | None, where: str = "the concept") -> JudgeLike | None:
+    """``judge`` if it is None, a built-in name, an object with a callable ``.score`` or a callable;
+    else a TypeError / ValueError that says what a judge may be."""
+    if judge is None or callable(getattr(judge, "score", None)):
+        return judge
+    if isinstance(judge, str):
+        if judge not in JUDGES:
+            raise ValueError(
+                f"Unknown judge {judge!r} for {where}; use one of {JUDGES}, an object with .score(texts), "
+                "or a function texts -> scores."
+            )
+        return judge
+    if isinstance(judge, type) or not callable(judge):
+        what = f"the class {judge.__name__}" if isinstance(judge, type) else f"a {type(judge).__name__}"
+        raise TypeError(
+            f"The judge of {where} is {what}; give a built-in name {JUDGES}, an object with "
+            ".score(texts) (e.g. an instance of the class), or a function texts -> scores."
+        )
+    return judge
 
 
 @dataclass(frozen=True)
 class Concept:
     """A concept as contrast pairs: ``train`` pairs fit vectors, disjoint ``test`` pairs score them.
 
-    ``judge`` names the external judge that scores the concept's expression in text ("sentiment":
-    positive side = positive sentiment; "language": positive side = French), or None.
+    ``judge`` scores the concept's expression in text without seeing a vector: a built-in name
+    ("sentiment": positive side = positive sentiment; "language": positive side = French), any
+    object with ``.score(texts)``, a callable texts -> scores, or None. ``instruction`` is the
+    prompting baseline of the steering-fidelity controls: a request appended to a neutral prompt
+    that asks for the positive side in words (e.g. "Answer in French."), or None.
     """
 
     name: str
     train: list[ContrastPair]
     test: list[ContrastPair]
-    judge: str | None
+    judge: JudgeLike | None
     description: str = ""
+    instruction: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.strip():
             raise ValueError("A concept needs a non-empty name.")
-        if self.judge is not None and self.judge not in JUDGES:
-            raise ValueError(f"Unknown judge {self.judge!r} for concept {self.name!r}; use one of {JUDGES} or None.")
+        check_judge(self.judge, f"concept {self.name!r}")
+        if self.instruction is not None and (not isinstance(self.instruction, str) or not self.instruction.strip()):
+            raise ValueError(
+                f"Concept {self.name!r}: the instruction must be a non-empty string such as 'Answer in French.', "
+                f"or None (got {self.instruction!r})."
+            )
         if len(self.train) < MIN_SPLIT or len(self.test) < MIN_SPLIT:
             raise ValueError(
                 f"Concept {self.name!r} has {len(self.train)} train and {len(self.test)} test pairs; each "
@@ -73,15 +128,16 @@ class Concept:
         """Summary fields (not the pairs themselves)."""
         return {
             "name": self.name,
-            "judge": self.judge,
+            "judge": judge_name(self.judge),
             "description": self.description,
+            "instruction": self.instruction,
             "n_train": len(self.train),
             "n_test": len(self.test),
             "data_hash": self.data_hash,
         }
 
     def __repr__(self) -> str:
-        return f"Concept({self.name!r}, train={len(self.train)}, test={len(self.test)}, judge={self.judge!r})"
+        return f"Concept({self.name!r}, train={len(self.train)}, test={len(self.test)}, judge={judge_name(self.judge)!r})"
 
 
 def _as_pairs(name: str, pairs: Sequence[ContrastPair] | Sequence[tuple[str, str]]) -> list[ContrastPair]:
@@ -120,10 +176,12 @@ def concept_from_pairs(
     *,
     held_out: float = 0.25,
     seed: int = 0,
-    judge: str | None = None,
+    judge: JudgeLike | None = None,
     description: str = "",
+    instruction: str | None = None,
 ) -> Concept:
-    """A concept from user pairs (``ContrastPair`` or ``(positive, negative)`` tuples), split seeded."""
+    """A concept from user pairs (``ContrastPair`` or ``(positive, negative)`` tuples), split seeded;
+    ``judge`` as in :class:`Concept` (a name, an object with ``.score(texts)`` or a callable)."""
     pairs = _as_pairs(name, pairs)
     if len(pairs) < MIN_PAIRS:
         raise ValueError(
@@ -140,4 +198,5 @@ def concept_from_pairs(
         test=[pairs[i] for i in test_idx],
         judge=judge,
         description=description,
+        instruction=instruction,
     )

@@ -2,6 +2,8 @@
 
 - ``SentimentJudge``: VADER compound score in [-1, 1] (positive sentiment > 0).
 - ``LanguageJudge``: lingua's probability that a text is French rather than English, in [0, 1].
+- ``make_judge``: a built-in name, a user's object with ``.score(texts)`` or a callable texts ->
+  scores, as one judge whose every answer is checked (one finite number per text).
 - ``completion_nll``: mean per-token negative log-likelihood of completions under a model (the
   *unsteered* child), batched with left padding.
 - ``distinct_n``: share of distinct word n-grams in a text (low = repetitive, degenerate text).
@@ -10,12 +12,24 @@
 from __future__ import annotations
 
 import importlib
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["JUDGE_PACKAGES", "Judge", "LanguageJudge", "SentimentJudge", "completion_nll", "distinct_n", "make_judge"]
+from xsteer.concepts.base import Judge, JudgeLike, check_judge, judge_name
+from xsteer.plain import plain_view
+
+__all__ = [
+    "JUDGE_PACKAGES",
+    "CheckedJudge",
+    "Judge",
+    "LanguageJudge",
+    "SentimentJudge",
+    "completion_nll",
+    "distinct_n",
+    "make_judge",
+]
 
 #: judge name -> (module imported, PyPI package that provides it)
 JUDGE_PACKAGES: dict[str, tuple[str, str]] = {
@@ -33,14 +47,6 @@ def _import(judge: str):
             f"The {judge} judge needs the {package!r} package: pip install {package} "
             "(or pip install 'xsteer[judges]')."
         ) from None
-
-
-class Judge(Protocol):
-    """Scores the expression of a concept in texts; higher = more of the concept's positive side."""
-
-    name: str
-
-    def score(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 class SentimentJudge:
@@ -81,13 +87,56 @@ class LanguageJudge:
 _JUDGES = {"sentiment": SentimentJudge, "language": LanguageJudge}
 
 
-def make_judge(name: str | Judge) -> Judge:
-    """A judge by name ("sentiment" or "language"), or ``name`` itself when it already is one."""
-    if not isinstance(name, str):
-        return name
-    if name not in _JUDGES:
-        raise ValueError(f"Unknown judge {name!r}; use one of {sorted(_JUDGES)} or pass an object with .score(texts).")
-    return _JUDGES[name]()
+class CheckedJudge:
+    """A judge whose every answer is checked: ``score(texts)`` returns a float array of one finite
+    number per text, or raises a ValueError that names the judge. ``inner`` is the object with
+    ``.score`` or the callable it wraps."""
+
+    def __init__(self, inner, name: str):
+        self.inner, self.name = inner, name
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        """One finite score per text."""
+        texts = list(texts)
+        raw = self.inner.score(texts) if callable(getattr(self.inner, "score", None)) else self.inner(texts)
+        fix = "return one finite number per text (a list or 1-D array)"
+        try:
+            scores = np.asarray(raw, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Judge {self.name!r} returned {type(raw).__name__} values that are not numbers "
+                f"(e.g. {list(raw)[:2] if hasattr(raw, '__iter__') else raw!r}); it must {fix}."
+            ) from None
+        if scores.shape != (len(texts),):
+            raise ValueError(
+                f"Judge {self.name!r} returned shape {scores.shape} for {len(texts)} texts; it must {fix}."
+            )
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if len(bad):
+            raise ValueError(
+                f"Judge {self.name!r} returned {scores[bad[0]]} for {len(bad)} of {len(texts)} texts (e.g. "
+                f"{texts[bad[0]][:60]!r}); it must {fix} - score an empty or odd text, e.g. 0, instead of NaN."
+            )
+        return scores
+
+    def __repr__(self) -> str:
+        return f"CheckedJudge({self.name!r})"
+
+
+def make_judge(judge: JudgeLike) -> CheckedJudge:
+    """A checked judge from a built-in name (``"sentiment"``, ``"language"``), an object with
+    ``.score(texts)`` or a callable texts -> scores (its name: ``.name``, else ``__name__``)."""
+    if isinstance(judge, CheckedJudge):
+        return judge
+    if judge is None:
+        raise ValueError(
+            "No judge given; pass a built-in name (e.g. 'sentiment'), an object with .score(texts), or a "
+            "function texts -> scores (or a concept that has one)."
+        )
+    check_judge(judge, "the steering-fidelity run")
+    if isinstance(judge, str):
+        return CheckedJudge(_JUDGES[judge](), judge)
+    return CheckedJudge(judge, judge_name(judge))
 
 
 def distinct_n(text: str, n: int) -> float:
@@ -109,8 +158,6 @@ def completion_nll(
 ) -> np.ndarray:
     """Mean NLL (nats per token) of each completion given its prompt under ``model`` as it is (no
     hooks), batched with left padding; NaN for an empty completion."""
-    from xsteer.plain import plain_view
-
     if len(prompt_ids) != len(completion_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions; pass one of each per row.")
     view = plain_view(model)

@@ -11,30 +11,40 @@ directions get the same majority vote), so no test label is seen before scoring.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from xsteer.activations import collect_activations
 from xsteer.concepts import Concept, load_concept
-from xsteer.extract import sign_agreement, sign_vote
+from xsteer.extract import fit_direction, random_vectors, sign_agreement, sign_vote
+from xsteer.fidelity.controls import pair_subset
 from xsteer.fidelity.strength import (
     ConceptActs,
     ConceptStrength,
     Method,
     auroc,
     auroc_ci,
+    check_readable,
     concept_strength,
     fit_directions,
 )
 from xsteer.stats import Estimate
+from xsteer.tasks import load_task
+from xsteer.transfer import ModelInfo, Transfer, anchor_groups, anchor_hash
+from xsteer.vectors import SteeringVectors
 
 __all__ = [
     "ChildLayerReadout",
     "ConceptReadout",
+    "ControlLayerReadout",
     "FidelityResult",
     "RandomNull",
     "TransferLayerReadout",
@@ -73,10 +83,17 @@ class RandomNull:
         return asdict(self)
 
 
+def _check_count(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {minimum}, not {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {value}.")
+    return int(value)
+
+
 def random_null(acts: ConceptActs, layer: int, *, n: int = 200, seed: int = 0) -> RandomNull:
     """AUROCs of ``n`` seeded random unit directions at ``layer``, all scored in one rank pass."""
-    if n < 1:
-        raise ValueError(f"n_random must be >= 1, not {n}.")
+    _check_count(n, "n_random", 1)
     d = acts.test_pos[layer].shape[1]
     r = np.random.default_rng([seed, layer]).standard_normal((d, n))
     r /= np.linalg.norm(r, axis=0, keepdims=True)
@@ -91,18 +108,18 @@ class ChildLayerReadout:
     """At one child layer: the child's own vector and the random null."""
 
     layer: int
-    own: Estimate
-    own_sign_agreement: float
-    own_train_auroc: float
+    child_own: Estimate
+    child_own_sign_agreement: float
+    child_own_train_auroc: float
     random: RandomNull
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable fields."""
         return {
             "layer": self.layer,
-            "own": self.own.to_dict(),
-            "own_sign_agreement": self.own_sign_agreement,
-            "own_train_auroc": self.own_train_auroc,
+            "child_own": self.child_own.to_dict(),
+            "child_own_sign_agreement": self.child_own_sign_agreement,
+            "child_own_train_auroc": self.child_own_train_auroc,
             "random": self.random.to_dict(),
         }
 
@@ -118,7 +135,7 @@ class TransferLayerReadout:
     auroc: Estimate
     sign_agreement: float
     train_auroc: float
-    cos_own: float
+    cos_child_own: float
     r2: float
     random_p95: float
 
@@ -133,50 +150,99 @@ class TransferLayerReadout:
 
 
 @dataclass(frozen=True)
+class ControlLayerReadout:
+    """At one child layer, the held-out AUROC of a control: ``mapped_random`` (random parent directions
+    through the (layer map, adapter); ``auroc`` their mean, ``p95`` their 95th percentile),
+    ``wrong_concept`` (concept ``source``'s parent vector through it) or ``child_own_k`` (the child's
+    own vector fitted on ``k`` train pairs; no layer map or adapter)."""
+
+    kind: str
+    child_layer: int
+    auroc: float
+    layer_map: str | None = None
+    adapter: str | None = None
+    p95: float | None = None
+    source: str | None = None
+    k: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable fields."""
+        return asdict(self)
+
+
+#: The AUROC a transfer is credited with at a child layer its layer map does not reach.
+CHANCE = 0.5
+
+
+@dataclass(frozen=True)
 class ConceptReadout:
-    """Readout fidelity of one concept: parent and child strength, per-layer readouts."""
+    """Readout fidelity of one concept: parent and child strength, per-layer readouts and controls."""
 
     concept: Concept
     parent: ConceptStrength
     child: ConceptStrength
     child_layers: list[ChildLayerReadout]
     transferred: list[TransferLayerReadout]
+    controls: list[ControlLayerReadout] = field(default_factory=list)
+
+    def _all_layers(self, values: Mapping[int, float]) -> float:
+        """Mean over every child layer, CHANCE where ``values`` has none."""
+        return float(np.mean([values.get(r.layer, CHANCE) for r in self.child_layers]))
 
     def summary(self) -> list[dict[str, Any]]:
-        """One row per (layer map, adapter): the transferred vector at the child layer where it reads
-        best on the *train* pairs, its held-out AUROC [CI] beside the child-own vector's best layer
-        (also chosen on train pairs) and the random null at that layer."""
+        """One row per (layer map, adapter). The verdict: held-out AUROC averaged over *all* child
+        layers (a layer the map does not reach counts as chance) of the transferred vector beside
+        child-own, the random p95, mapped_random, wrong_concept and child_own_k. The diagnostic: the
+        transferred vector at the child layer where it reads best on the *train* pairs, beside the
+        child-own vector's best layer (also chosen on train pairs) and the random null there."""
         by_layer = {r.layer: r for r in self.child_layers}
-        own_best = max(self.child_layers, key=lambda r: r.own_train_auroc)
+        own_best = max(self.child_layers, key=lambda r: r.child_own_train_auroc)
+        own_k: dict[int, dict[int, float]] = {}
+        for c in self.controls:
+            if c.kind == "child_own_k":
+                own_k.setdefault(c.k, {})[c.child_layer] = c.auroc
         rows = []
         keys = dict.fromkeys((t.layer_map, t.adapter) for t in self.transferred)
         for lm, ad in keys:
             ts = [t for t in self.transferred if (t.layer_map, t.adapter) == (lm, ad)]
             best = max(ts, key=lambda t: t.train_auroc)
-            rows.append(
-                {
-                    "concept": self.concept.name,
-                    "parent_holds": self.parent.holds,
-                    "parent_best_auroc": self.parent.best.auroc.value,
-                    "layer_map": lm,
-                    "adapter": ad,
-                    "child_layer": best.child_layer,
-                    "parent_layer": best.parent_layer,
-                    "transferred": best.auroc.value,
-                    "transferred_low": best.auroc.low,
-                    "transferred_high": best.auroc.high,
-                    "own_layer": own_best.layer,
-                    "own": own_best.own.value,
-                    "own_low": own_best.own.low,
-                    "own_high": own_best.own.high,
-                    "own_same_layer": by_layer[best.child_layer].own.value,
-                    "random_p95": best.random_p95,
-                    "layers_above_random": sum(t.above_random for t in ts),
-                    "layers_mapped": len(ts),
-                    "median_cos_own": float(np.median([t.cos_own for t in ts])),
-                    "mean_r2": float(np.mean([t.r2 for t in ts])),
-                }
-            )
+            mine = [c for c in self.controls if (c.layer_map, c.adapter) == (lm, ad)]
+            mapped = {c.child_layer: c.auroc for c in mine if c.kind == "mapped_random"}
+            wrong: dict[int, list[float]] = {}
+            for c in mine:
+                if c.kind == "wrong_concept":
+                    wrong.setdefault(c.child_layer, []).append(c.auroc)
+            row = {
+                "concept": self.concept.name,
+                "parent_holds": self.parent.holds,
+                "parent_best_auroc": self.parent.best.auroc.value,
+                "layer_map": lm,
+                "adapter": ad,
+                "transferred_all_layers": self._all_layers({t.child_layer: t.auroc.value for t in ts}),
+                "child_own_all_layers": self._all_layers({r.layer: r.child_own.value for r in self.child_layers}),
+                "random_p95_all_layers": self._all_layers({r.layer: r.random.p95 for r in self.child_layers}),
+                "mapped_random_all_layers": self._all_layers(mapped) if mapped else float("nan"),
+                "wrong_concept_all_layers": (self._all_layers({l: float(np.mean(v)) for l, v in wrong.items()})
+                                             if wrong else float("nan")),
+                **{f"child_own_k{k}_all_layers": self._all_layers(v) for k, v in sorted(own_k.items())},
+                "layers_mapped": len(ts),
+                "child_layers": len(self.child_layers),
+                "child_layer": best.child_layer,
+                "parent_layer": best.parent_layer,
+                "transferred": best.auroc.value,
+                "transferred_low": best.auroc.low,
+                "transferred_high": best.auroc.high,
+                "child_own_layer": own_best.layer,
+                "child_own": own_best.child_own.value,
+                "child_own_low": own_best.child_own.low,
+                "child_own_high": own_best.child_own.high,
+                "child_own_same_layer": by_layer[best.child_layer].child_own.value,
+                "random_p95": best.random_p95,
+                "layers_above_random": sum(t.above_random for t in ts),
+                "median_cos_child_own": float(np.median([t.cos_child_own for t in ts])),
+                "mean_r2": float(np.mean([t.r2 for t in ts])),
+            }
+            rows.append(row)
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,6 +253,7 @@ class ConceptReadout:
             "child": self.child.to_dict(),
             "child_layers": [r.to_dict() for r in self.child_layers],
             "transferred": [t.to_dict() for t in self.transferred],
+            "controls": [c.to_dict() for c in self.controls],
             "summary": self.summary(),
         }
 
@@ -238,12 +305,12 @@ class FidelityResult:
                         "transferred": t.auroc.value,
                         "transferred_low": t.auroc.low,
                         "transferred_high": t.auroc.high,
-                        "own": cl.own.value,
-                        "own_low": cl.own.low,
-                        "own_high": cl.own.high,
+                        "child_own": cl.child_own.value,
+                        "child_own_low": cl.child_own.low,
+                        "child_own_high": cl.child_own.high,
                         "random_p50": cl.random.p50,
                         "random_p95": cl.random.p95,
-                        "cos_own": t.cos_own,
+                        "cos_child_own": t.cos_child_own,
                         "r2": t.r2,
                     }
                 )
@@ -269,6 +336,15 @@ def _label(x) -> str:
     return x if isinstance(x, str) else getattr(x, "name", type(x).__name__)
 
 
+def _parent_vectors(dirs: Mapping[int, np.ndarray], info, method: str, seed: int, data_hash: str | None) -> SteeringVectors:
+    return SteeringVectors(directions={l: torch.from_numpy(v).float() for l, v in dirs.items()}, model_name=info.name,
+                           d_model=info.d_model, n_layers=info.n_layers, method=method, seed=seed, data_hash=data_hash)
+
+
+def _test_auroc(acts: ConceptActs, layer: int, v: np.ndarray) -> float:
+    return float(auroc(_np(acts.test_pos[layer]) @ v, _np(acts.test_neg[layer]) @ v))
+
+
 def readout_from_activations(
     concept: Concept,
     parent_acts: ConceptActs,
@@ -280,34 +356,37 @@ def readout_from_activations(
     n_random: int = 200,
     n_boot: int = 1000,
     seed: int = 0,
+    wrong_concepts: Mapping[str, ConceptActs] | None = None,
+    n_mapped_random: int = 20,
+    k_pairs: Sequence[int] = (4, 16),
 ) -> ConceptReadout:
     """Readout fidelity of one concept from precomputed activations and fitted transfers
-    (``(layer_map name, adapter name) -> Transfer``); ``parent_info`` is the parent's ModelInfo."""
-    from xsteer.vectors import SteeringVectors
-
+    (``(layer_map name, adapter name) -> Transfer``); ``parent_info`` is the parent's ModelInfo.
+    Controls beside each transfer: ``n_mapped_random`` random parent directions and the parent vector
+    of each of ``wrong_concepts`` (name -> the parent's activations of that concept) carried by it,
+    and the child's own vector fitted on each of ``k_pairs`` train pairs."""
+    _check_count(n_boot, "n_boot", 1)
+    _check_count(n_mapped_random, "n_mapped_random", 0)
+    check_transfers(transfers, parent_info)
     parent_dirs = fit_directions(parent_acts.train_pos, parent_acts.train_neg, method, seed)
     child_dirs = fit_directions(child_acts.train_pos, child_acts.train_neg, method, seed)
     parent = concept_strength(parent_acts, concept=concept.name, model=parent_info.name, method=method,
                               n_boot=n_boot, seed=seed, directions=parent_dirs)
-    child_name = next(iter(transfers.values())).child_.name if transfers else ""
+    child_name = next(iter(transfers.values())).child_.name
     child = concept_strength(child_acts, concept=concept.name, model=child_name, method=method,
                              n_boot=n_boot, seed=seed, directions=child_dirs)
     nulls = {l: random_null(child_acts, l, n=n_random, seed=seed) for l in child_acts.layers}
     child_layers = [
         ChildLayerReadout(s.layer, s.auroc, s.sign_agreement, s.train_auroc, nulls[s.layer]) for s in child.layers
     ]
-    vectors = SteeringVectors(
-        directions={l: torch.from_numpy(v).float() for l, v in parent_dirs.items()},
-        model_name=parent_info.name,
-        d_model=parent_info.d_model,
-        n_layers=parent_info.n_layers,
-        method=method,
-        seed=seed,
-        data_hash=concept.data_hash,
-    )
-    transferred = []
+    vectors = _parent_vectors(parent_dirs, parent_info, method, seed, concept.data_hash)
+    randoms = [random_vectors(vectors, seed=10_000 + 1000 * seed + i) for i in range(n_mapped_random)]
+    wrong = {name: _parent_vectors(fit_directions(a.train_pos, a.train_neg, method, seed), parent_info, method, seed, None)
+             for name, a in (wrong_concepts or {}).items() if name != concept.name}
+    train = (child_acts.train_pos, child_acts.train_neg)
+    transferred, controls = [], []
     for (lm, ad), tr in transfers.items():
-        moved = tr.apply(vectors, (child_acts.train_pos, child_acts.train_neg))
+        moved = tr.apply(vectors, train)
         pairs = moved.provenance["layer_pairs"]
         r2 = tr.r2_
         for c in moved.layers:
@@ -326,12 +405,52 @@ def readout_from_activations(
                     auroc=auroc_ci(tp, tn, n_boot=n_boot, seed=seed + c),
                     sign_agreement=sign_agreement(v, test_pos - test_neg),
                     train_auroc=float(auroc(fp, fn)),
-                    cos_own=float(v @ child_dirs[c] / np.linalg.norm(v)),
+                    cos_child_own=float(v @ child_dirs[c] / np.linalg.norm(v)),
                     r2=float(r2[c]),
                     random_p95=nulls[c].p95,
                 )
             )
-    return ConceptReadout(concept, parent, child, child_layers, transferred)
+        carried = [tr.apply(r, train) for r in randoms]
+        for c in moved.layers:
+            if c in nulls and carried:
+                a = [_test_auroc(child_acts, c, m[c].double().numpy()) for m in carried]
+                controls.append(ControlLayerReadout("mapped_random", c, float(np.mean(a)), lm, ad,
+                                                    p95=float(np.quantile(a, 0.95))))
+        for name, w in wrong.items():
+            mw = tr.apply(w, train)
+            controls += [ControlLayerReadout("wrong_concept", c, _test_auroc(child_acts, c, mw[c].double().numpy()), lm, ad,
+                                             source=name) for c in mw.layers if c in nulls]
+    n_train = len(next(iter(child_acts.train_pos.values())))
+    for k in sorted({int(k) for k in k_pairs}):
+        if not 2 <= k < n_train:
+            continue
+        idx = pair_subset(n_train, k, seed)
+        for l in child_acts.layers:
+            v = fit_direction((_np(child_acts.train_pos[l]) - _np(child_acts.train_neg[l]))[idx], method, seed)
+            controls.append(ControlLayerReadout("child_own_k", l, _test_auroc(child_acts, l, v), k=k))
+    return ConceptReadout(concept, parent, child, child_layers, transferred, controls)
+
+
+def check_transfers(transfers: Any, parent_info=None, child_info=None) -> None:
+    """``transfers`` is a non-empty mapping (layer map name, adapter name) -> fitted ``Transfer``
+    (of ``parent_info`` -> ``child_info`` when given), else a clear error."""
+    if not isinstance(transfers, Mapping) or not transfers:
+        raise ValueError(
+            "transfers must be a non-empty dict {(layer map, adapter): fitted Transfer}, e.g. from fit_transfers(...); "
+            f"got {transfers!r}."
+        )
+    for key, tr in transfers.items():
+        if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key)):
+            raise TypeError(f"transfers keys are (layer map name, adapter name) tuples such as ('greedy', 'ridge'), not {key!r}.")
+        if not hasattr(tr, "apply") or not hasattr(tr, "adapters_"):
+            raise ValueError(f"transfers[{key!r}] is not a fitted Transfer; call .fit(parent, child, anchor_texts) first.")
+        for who, want, got in (("parent", parent_info, getattr(tr, "parent_", None)),
+                               ("child", child_info, getattr(tr, "child_", None))):
+            if want is not None and got != want:
+                raise ValueError(
+                    f"transfers[{key!r}] was fitted for {who} {got}, but the {who} here is {want}. Fix: fit the "
+                    f"transfer on these models, or pass the models it was fitted on."
+                )
 
 
 def default_anchor_texts(concepts: Sequence[Concept], *, data_dir=None, task: str = "arc-easy", n_task: int = 256, seed: int = 0) -> tuple[list[str], dict[str, Any]]:
@@ -342,8 +461,6 @@ def default_anchor_texts(concepts: Sequence[Concept], *, data_dir=None, task: st
     test = {t for c in concepts for t in c.texts("test")}
     data_dir = data_dir or os.environ.get("XSTEER_DATA_DIR")
     if task and data_dir and n_task > 0:
-        from xsteer.tasks import load_task
-
         try:
             examples = load_task(task, data_dir=data_dir, seed=seed).split("train")
         except (FileNotFoundError, ValueError) as err:
@@ -386,30 +503,25 @@ class ModelActs:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to one torch file."""
-        from dataclasses import asdict as _asdict
-
-        torch.save({"info": _asdict(self.info), "last_texts": self.last_texts, "last": self.last,
+        torch.save({"info": asdict(self.info), "last_texts": self.last_texts, "last": self.last,
                     "mean_texts": self.mean_texts, "mean": self.mean}, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ModelActs:
         """Read what :meth:`save` wrote."""
-        from xsteer.transfer import ModelInfo
-
         d = torch.load(path, weights_only=True)
         return cls(ModelInfo(**d["info"]), d["last_texts"], d["last"], d["mean_texts"], d["mean"])
 
 
 def collect_model_acts(model, concepts: Sequence[Concept], anchor_texts: Sequence[str], *,
                        batch_size: int = 16, progress: bool = False) -> ModelActs:
-    """Last-token rows of every concept text and anchor text, mean-pooled rows of the anchors."""
-    from xsteer.activations import collect_activations
-    from xsteer.transfer import ModelInfo
-
+    """Last-token rows of every concept text and anchor text, mean-pooled rows of the anchors (none
+    when there are no anchors, e.g. with prefitted transfers)."""
     anchors = list(dict.fromkeys(anchor_texts))
     last_texts = list(dict.fromkeys([t for c in concepts for t in c.texts("all")] + anchors))
     last = collect_activations(model, last_texts, None, pooling="last", batch_size=batch_size, progress=progress)
-    mean = collect_activations(model, anchors, None, pooling="mean", batch_size=batch_size, progress=progress)
+    mean = (collect_activations(model, anchors, None, pooling="mean", batch_size=batch_size, progress=progress)
+            if anchors else {})
     return ModelActs(ModelInfo.from_model(model), last_texts, last, anchors, mean)
 
 
@@ -422,8 +534,12 @@ def fit_transfers(
 ) -> dict[tuple[str, str], Any]:
     """One fitted ``Transfer`` per (layer map, adapter), all from the same anchor rows: every anchor
     text pooled at its last token and averaged over its tokens (rows of one text held out together)."""
-    from xsteer.transfer import Transfer, anchor_groups, anchor_hash
-
+    for name, given in (("layer_maps", layer_maps), ("adapters", adapters)):
+        if isinstance(given, str) or not list(given):
+            raise ValueError(
+                f"{name} must be a non-empty list such as {['greedy'] if name == 'layer_maps' else ['ridge']}, "
+                f"not {given!r}."
+            )
     texts = list(dict.fromkeys(anchor_texts))
     acts = []
     for m in (parent, child):
@@ -482,12 +598,21 @@ def fidelity_from_acts(
     n_random: int = 200,
     n_boot: int = 1000,
     seed: int = 0,
+    n_mapped_random: int = 20,
+    k_pairs: Sequence[int] = (4, 16),
 ) -> FidelityResult:
     """Readout fidelity from collected activations (see :func:`collect_model_acts`); the same
     ``ModelActs`` serve both directions (parent -> child and child -> parent). Each concept's
     transfers are fitted on ``anchor_texts`` less that concept's own texts (``anchor_mode=
-    "leave_concept_out"``, default) or on all of them (``"shared"``)."""
+    "leave_concept_out"``, default) or on all of them (``"shared"``). Controls: see
+    :func:`readout_from_activations` (the run's other concepts are each concept's wrong concepts)."""
     t0 = time.perf_counter()
+    concepts = list(concepts)
+    if not concepts:
+        raise ValueError("No concepts given; pass e.g. [load_concept('sentiment')].")
+    _check_count(n_boot, "n_boot", 1)
+    _check_count(n_random, "n_random", 1)
+    check_anchor_mode(anchor_mode)
     if transfers is None:
         if anchor_texts is None:
             raise ValueError("Give anchor_texts (e.g. from default_anchor_texts) or fitted transfers.")
@@ -500,15 +625,19 @@ def fidelity_from_acts(
         anchors = {**(anchors or {"n_texts": len(anchor_texts)}), "pooling": ["last", "mean"], "mode": anchor_mode,
                    "rows": {name: 2 * len(texts) for name, texts in per_concept.items()}}
     else:
+        check_transfers(transfers, parent.info, child.info)
         by_concept = {c.name: transfers for c in concepts}
         anchors = {"sources": "prefitted transfers", "rows": {f"{k[0]}+{k[1]}": t.n_anchors_ for k, t in transfers.items()}}
     t_fit = time.perf_counter()
     readouts, n_rows = [], 0
+    parent_concepts = {c.name: parent.concept(c) for c in concepts}
     for c in concepts:
         ca = child.concept(c)
-        readouts.append(readout_from_activations(c, parent.concept(c), ca, by_concept[c.name], parent_info=parent.info,
-                                                 method=method, n_random=n_random, n_boot=n_boot, seed=seed))
-        n_rows += len(ca.layers) * (n_random + 1) + len(readouts[-1].transferred)
+        wrong = {name: a for name, a in parent_concepts.items() if name != c.name}
+        readouts.append(readout_from_activations(c, parent_concepts[c.name], ca, by_concept[c.name], parent_info=parent.info,
+                                                 method=method, n_random=n_random, n_boot=n_boot, seed=seed,
+                                                 wrong_concepts=wrong, n_mapped_random=n_mapped_random, k_pairs=k_pairs))
+        n_rows += len(ca.layers) * (n_random + 1) + len(readouts[-1].transferred) + len(readouts[-1].controls)
     t_end = time.perf_counter()
     return FidelityResult(
         parent=parent.info.name,
@@ -518,6 +647,7 @@ def fidelity_from_acts(
         settings={"layer_maps": sorted({k[0] for t in by_concept.values() for k in t}),
                   "adapters": sorted({k[1] for t in by_concept.values() for k in t}),
                   "n_pairs": {c.name: len(c.pairs) for c in concepts}, "method": method, "n_random": n_random,
+                  "n_mapped_random": n_mapped_random, "k_pairs": list(k_pairs),
                   "n_boot": n_boot, "seed": seed, "pooling": "last"},
         timing={"fit_s": t_fit - t0, "readout_s": t_end - t_fit,
                 "readout_rows_per_s": n_rows / (t_end - t_fit) if t_end > t_fit else float("nan")},
@@ -542,15 +672,32 @@ def readout_fidelity(
     data_dir=None,
     batch_size: int = 16,
     progress: bool = False,
+    n_mapped_random: int = 20,
+    k_pairs: Sequence[int] = (4, 16),
 ) -> FidelityResult:
     """Readout fidelity of ``parent`` -> ``child`` (loaded models) for each concept and each
-    (layer map, adapter); pass fitted ``transfers`` to skip fitting, or ``anchor_texts`` to replace
-    the default anchors (see :func:`default_anchor_texts`; ``anchor_mode`` as in
-    :func:`fidelity_from_acts`)."""
+    (layer map, adapter); pass fitted ``transfers`` ({(layer map, adapter): Transfer}) to reuse them
+    instead of fitting, or ``anchor_texts`` to replace the default anchors (see
+    :func:`default_anchor_texts`; ``anchor_mode`` as in :func:`fidelity_from_acts`)."""
     t0 = time.perf_counter()
+    if isinstance(concepts, (str, Concept)):
+        concepts = [concepts]
     concepts = [c if isinstance(c, Concept) else load_concept(c, n=n, seed=seed, data_dir=data_dir) for c in concepts]
     if not concepts:
         raise ValueError("readout_fidelity needs at least one concept; e.g. concepts=['sentiment'].")
+    _check_count(n_boot, "n_boot", 1)
+    _check_count(n_random, "n_random", 1)
+    check_anchor_mode(anchor_mode)
+    infos = [ModelInfo.from_model(m) for m in (parent, child)]
+    if transfers is not None:
+        check_transfers(transfers, *infos)
+    else:
+        for name, given in (("layer_maps", layer_maps), ("adapters", adapters)):
+            if isinstance(given, str) or not list(given):
+                raise ValueError(f"{name} must be a non-empty list such as ['ridge'], not {given!r}.")
+    for c in concepts:
+        for m in (parent, child):
+            check_readable(m, c)
     if anchor_texts is None:
         anchor_texts, anchors = default_anchor_texts(concepts, data_dir=data_dir, seed=seed)
     else:
@@ -561,7 +708,8 @@ def readout_fidelity(
     t_acts = time.perf_counter()
     result = fidelity_from_acts(acts[0], acts[1], concepts, layer_maps=layer_maps, adapters=adapters,
                                 anchor_texts=anchor_texts, anchors=anchors, anchor_mode=anchor_mode,
-                                transfers=transfers, method=method, n_random=n_random, n_boot=n_boot, seed=seed)
+                                transfers=transfers, method=method, n_random=n_random, n_boot=n_boot, seed=seed,
+                                n_mapped_random=n_mapped_random, k_pairs=k_pairs)
     result.timing = {"activations_s": t_acts - t0, **result.timing, "total_s": time.perf_counter() - t0}
     return result
 
@@ -571,19 +719,12 @@ def cached_model_acts(model, concepts: Sequence[Concept], anchor_texts: Sequence
     """:func:`collect_model_acts` through a cache folder, one file per pooling pass (so an
     interrupted run keeps the finished pass): ``model`` is a loaded model, or a name that ``load``
     turns into one only when something is not cached yet (so reruns skip loading)."""
-    import hashlib
-    import json as _json
-    from pathlib import Path
-
-    from xsteer.activations import collect_activations
-    from xsteer.transfer import ModelInfo
-
     name = model if isinstance(model, str) else str(model.cfg.model_name)
     anchors = list(dict.fromkeys(anchor_texts))
     last_texts = list(dict.fromkeys([t for c in concepts for t in c.texts("all")] + anchors))
     passes, info = {}, None
     for pooling, texts in (("last", last_texts), ("mean", anchors)):
-        key = hashlib.sha256(_json.dumps([name, pooling, texts]).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps([name, pooling, texts]).encode()).hexdigest()[:16]
         path = Path(cache_dir) / f"acts-{name.replace('/', '_')}-{pooling}-{key}.pt" if cache_dir else None
         if path is not None and path.exists():
             saved = torch.load(path, weights_only=True)

@@ -1,446 +1,49 @@
-"""Steering fidelity (behaviour): does a transferred vector move the child's *text* toward the concept,
-as far as the child's own vector does, at the same cost in fluency?
+"""Steering fidelity (behaviour): does a transferred vector move the child's *text* toward the concept
+as far as the child's own vector does, at the same cost in fluency — and further than what the same
+transfer makes of random parent directions or of another concept?
 
-Neutral prompts are answered greedily under steering of strength f (a fraction of the child's median
-residual norm at each steered layer, ``scale="relative"``) for every vector kind — transferred,
-child-own, and random unit directions (equal norm by construction). A judge that never sees the
-vectors scores each text (``xsteer.fidelity.judges``); fluency cost is the unsteered child's mean
-per-token NLL of the text, and distinct-n its repetitiveness. Every (prompt, f) row of a vector runs
-through ``xsteer.evaluate.Evaluator`` as one batched sweep with per-row strength.
-
-Headline: transfer efficiency = concept shift of the transferred vector ÷ that of the child-own
-vector at an equal NLL increase (each shift-vs-cost curve interpolated at a common budget), with a
-bootstrap CI over prompts.
+Per concept with a judge: the child's most steerable band for its own vector (``where``), a transfer
+fitted on anchors with the concept held out, and the dose-response (``dose``) of the transferred
+vector beside every control — ``child_own`` (all train pairs, and k pairs: the exchange rate),
+``random``, ``mapped_random``, ``wrong_concept``, the prompting baseline — with each vector's
+anti-steerability and, when asked, its side effect on ARC-Easy at its operating λ.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
-from xsteer.fidelity.judges import Judge, completion_nll, distinct_n, make_judge
-from xsteer.operators import Operator, operator_from_spec
-from xsteer.stats import Estimate
-from xsteer.tasks.base import Example, Prompt
-from xsteer.vectors import SteeringVectors
-
-__all__ = [
-    "DEFAULT_STRENGTHS",
-    "NEUTRAL_PROMPTS",
-    "Curve",
-    "DoseResponse",
-    "OpenPrompts",
-    "SteeringFidelity",
-    "check_strengths",
-    "dose_response",
-    "format_markdown",
-    "restrict",
-    "run_curves",
-    "steering_fidelity",
-]
-
-#: Strength grid: fractions of the child's median residual norm (log-spaced).
-DEFAULT_STRENGTHS: tuple[float, ...] = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
-
-#: Short openings that lean toward no sentiment and no language but English.
-NEUTRAL_PROMPTS: tuple[str, ...] = (
-    "Tell me about your day.",
-    "Describe the weather today.",
-    "Write a sentence about the city.",
-    "What did you have for breakfast?",
-    "Tell me about a book.",
-    "Describe a walk in the park.",
-    "Write about a train journey.",
-    "Tell me about your weekend.",
-    "Describe the kitchen.",
-    "What is the news today?",
-    "Write a short note to a neighbour.",
-    "Describe a typical Monday.",
-    "Tell me about the office.",
-    "Describe the view from a window.",
-    "Write about a visit to the market.",
-    "Tell me about the last film you saw.",
-    "Describe a school classroom.",
-    "Write a few words about the sea.",
-    "Tell me about a dog.",
-    "Describe a cup of coffee.",
-    "Write about the evening.",
-    "Tell me about a garden.",
-    "Describe a bus ride.",
-    "What happened at the meeting?",
+from xsteer.activations import collect_activations
+from xsteer.concepts import CONCEPTS, Concept, load_concept
+from xsteer.concepts.base import judge_name
+from xsteer.extract import random_vectors
+from xsteer.fidelity.controls import carry, pair_subset, vectors_from_acts
+from xsteer.fidelity.dose import (
+    NEUTRAL_PROMPTS,
+    DoseResponse,
+    check_budget,
+    check_lambda_grid,
+    check_prompts,
+    dose_response,
+    label_vectors,
 )
+from xsteer.fidelity.readout import check_anchor_mode, concept_anchor_texts, default_anchor_texts
+from xsteer.fidelity.side_effect import task_side_effects
+from xsteer.fidelity.strength import check_readable
+from xsteer.fidelity.where import steerable_layers, targeted_map
+from xsteer.operators import Operator, operator_from_spec
+from xsteer.transfer import ModelInfo, Transfer, anchor_groups, anchor_hash, collect_anchor_activations
+from xsteer.transfer import anchor_texts as clean_anchor_texts
 
+__all__ = ["HoldOut", "SteeringFidelity", "format_markdown", "resolve_concepts", "steer_concept", "steering_fidelity"]
 
-def check_budget(budget: float | None) -> float | None:
-    """An NLL budget: None (chosen from the curves) or a finite number of nats/token > 0."""
-    if budget is not None and not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
-        raise ValueError(f"The NLL budget must be a finite number of nats/token > 0, e.g. 0.5 (got {budget!r}).")
-    return budget
-
-
-def check_strengths(strengths: Sequence[float]) -> list[float]:
-    """A sorted, de-duplicated strength grid of finite fractions f > 0."""
-    try:
-        grid = sorted({float(f) for f in strengths})
-    except (TypeError, ValueError):
-        raise ValueError(f"Strengths must be numbers like 0.01,0.04,0.16, not {strengths!r}.") from None
-    if not grid:
-        raise ValueError("The strength grid is empty; pass e.g. strengths=(0.02, 0.08, 0.32) (fractions of the residual norm).")
-    bad = [f for f in grid if not math.isfinite(f) or f <= 0]
-    if bad:
-        raise ValueError(
-            f"Strengths must be finite and > 0 (got {bad}); they are fractions of the child's median "
-            "residual norm, e.g. 0.01 … 0.32. To steer the other way negate the vectors."
-        )
-    return grid
-
-
-class OpenPrompts:
-    """Open-ended generation as a ``Task``: each example is a prompt, the output is kept whole (no
-    answer extraction, nothing is correct). ``chat=True`` renders the prompt as a user turn of the
-    tokenizer's chat template where it has one."""
-
-    name = "open_prompts"
-    mode = "generate"
-
-    def __init__(self, prompts: Sequence[str], *, max_new_tokens: int = 32, chat: bool = True):
-        prompts = list(dict.fromkeys(prompts))
-        if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
-            raise ValueError("OpenPrompts needs at least one non-empty prompt string.")
-        self.prompts, self.max_new_tokens, self.chat = prompts, int(max_new_tokens), chat
-        self.examples = [Example(id=f"p{i}", question=p, answer="") for i, p in enumerate(prompts)]
-
-    def split(self, name: str) -> list[Example]:
-        return list(self.examples)
-
-    def prompt(self, example: Example, tokenizer=None) -> Prompt:
-        if self.chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
-            q = example.question
-            full = tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
-            cut = full.rfind(q)
-            return Prompt(full[:cut], full[cut:], chat=True) if cut >= 0 else Prompt("", full, chat=True)
-        return Prompt("", example.question)
-
-    def continuations(self, example: Example) -> list[str]:
-        raise ValueError("OpenPrompts is open-ended generation; it has no choices to score.")
-
-    def extract(self, output: str) -> str | None:
-        return output
-
-    def is_correct(self, prediction: str | None, example: Example) -> bool:
-        return False
-
-    def stop_strings(self) -> list[str]:
-        return []
-
-    def pair_texts(self, example: Example, rng: random.Random) -> tuple[str, str]:
-        raise ValueError("OpenPrompts has no contrast pairs.")
-
-    def prompt_ids(self, example: Example, tokenizer) -> list[int]:
-        """Token ids of the rendered prompt, as the Evaluator feeds them."""
-        rendered = self.prompt(example, tokenizer)  # the whole text at once, as the Evaluator tokenizes it
-        return tokenizer(rendered.text, add_special_tokens=not rendered.chat)["input_ids"]
-
-
-def restrict(vectors: SteeringVectors, layers: Sequence[int]) -> SteeringVectors:
-    """The same vectors at ``layers`` only (each must have a vector)."""
-    layers = sorted({int(l) for l in layers})
-    missing = [l for l in layers if l not in vectors.directions]
-    if not layers or missing:
-        raise ValueError(
-            f"No {vectors.method} vector at layers {missing or layers}; it has layers {vectors.layers}. "
-            "Pick steering layers the vectors cover (e.g. a layer map that reaches them)."
-        )
-    return SteeringVectors(
-        directions={l: vectors[l] for l in layers}, model_name=vectors.model_name, d_model=vectors.d_model,
-        n_layers=vectors.n_layers, method=vectors.method, seed=vectors.seed, data_hash=vectors.data_hash,
-        provenance=vectors.provenance,
-    )
-
-
-# ---------------------------------------------------------------------------- curves
-
-
-@dataclass
-class Curve:
-    """Per-prompt measurements of one vector over the strength grid: arrays are (n_strengths, n_prompts)."""
-
-    kind: str
-    label: str
-    strengths: list[float]
-    judge: np.ndarray
-    nll: np.ndarray
-    distinct1: np.ndarray
-    distinct2: np.ndarray
-    outputs: list[list[str]]
-
-    @classmethod
-    def of(cls, kind: str, label: str, strengths: list[float], judge: np.ndarray, nll: np.ndarray,
-           outputs: list[list[str]]) -> "Curve":
-        """A curve whose distinct-1/2 are measured on ``outputs`` (one list of texts per strength)."""
-        distinct = lambda n: np.array([[distinct_n(t, n) for t in row] for row in outputs])
-        return cls(kind, label, strengths, judge, nll, distinct(1), distinct(2), outputs)
-
-    def to_dict(self, outputs: bool = False) -> dict[str, Any]:
-        """Means per strength (and every output when ``outputs``)."""
-        mean = lambda a: [float(np.nanmean(r)) for r in a]
-        out = {"kind": self.kind, "label": self.label, "strengths": self.strengths, "judge": mean(self.judge),
-               "nll": mean(self.nll), "distinct1": mean(self.distinct1), "distinct2": mean(self.distinct2)}
-        if outputs:
-            out["outputs"] = self.outputs
-        return out
-
-
-def run_curves(
-    child,
-    vectors: Mapping[str, SteeringVectors],
-    judge: Judge,
-    prompts: Sequence[str],
-    strengths: Sequence[float],
-    *,
-    max_new_tokens: int = 32,
-    chat: bool = True,
-    batch_size: int = 32,
-    kinds: Mapping[str, str] | None = None,
-    operator: Operator | None = None,
-) -> tuple[Curve, dict[str, Curve], dict[str, float]]:
-    """Greedy generations for every prompt × strength of every labelled vector set (steered at all of
-    its layers by ``operator``, default add, ``scale="relative"``) plus the unsteered baseline, judged
-    and costed; returns (baseline curve, label -> curve, timing)."""
-    from xsteer.evaluate import Evaluator
-
-    strengths = check_strengths(strengths)
-    task = OpenPrompts(prompts, max_new_tokens=max_new_tokens, chat=chat)
-    tok = child.tokenizer
-    ev = Evaluator(child, task, scale="relative", batch_size=batch_size, progress=False, operator=operator)
-    t0 = time.perf_counter()
-    outputs = {"baseline": ev.sweep(task.examples, "test", "baseline", None, [0.0])}
-    for label, vecs in vectors.items():
-        outputs[label] = ev.sweep(task.examples, "test", f"steer:{label}", vecs, strengths)
-    t_gen = time.perf_counter() - t0
-    prompt_ids = [task.prompt_ids(ex, tok) for ex in task.examples]
-    texts = [(label, lam, recs) for label, by_lam in outputs.items() for lam, recs in by_lam.items()]
-    flat = [r.output for _, _, recs in texts for r in recs]
-    comp = [tok(t, add_special_tokens=False)["input_ids"] for t in flat]
-    nll = completion_nll(child, prompt_ids * len(texts), comp, batch_size=8)
-    scores = judge.score(flat)
-    t_score = time.perf_counter() - t0 - t_gen
-    n = len(task.examples)
-    curves: dict[str, Curve] = {}
-    for i, label in enumerate(outputs):
-        rows = [j for j, (lab, _, _) in enumerate(texts) if lab == label]
-        sl = lambda a: np.stack([a[j * n : (j + 1) * n] for j in rows])
-        outs = [[r.output for r in texts[j][2]] for j in rows]
-        curves[label] = Curve.of(
-            kind="baseline" if label == "baseline" else (kinds or {}).get(label, label),
-            label=label,
-            strengths=[texts[j][1] for j in rows],
-            judge=sl(scores),
-            nll=sl(nll),
-            outputs=outs,
-        )
-    n_tokens = sum(map(len, comp))
-    timing = {"generate_s": t_gen, "score_s": t_score, "rows": len(flat), "generated_tokens": n_tokens,
-              "rows_per_s": len(flat) / t_gen, "tokens_per_s": n_tokens / t_gen}
-    return curves.pop("baseline"), curves, timing
-
-
-# ---------------------------------------------------------------------------- efficiency
-
-
-def _shift_cost(curve: Curve, base: Curve, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean concept shift and mean NLL increase per strength (prompts ``idx``: (n_boot, n) or None),
-    with the origin (f = 0: no shift, no cost) prepended along the strength axis."""
-    j, b, c, cb = curve.judge, base.judge[0], curve.nll, base.nll[0]
-    if idx is None:
-        shift, cost = (j - b).mean(-1), np.nanmean(c - cb, -1)
-    else:
-        shift = (j[:, idx] - b[idx]).mean(-1)
-        cost = np.nanmean(c[:, idx] - cb[idx], -1)
-    zero = np.zeros((1, *shift.shape[1:]))
-    return np.concatenate([zero, shift]), np.concatenate([zero, cost])
-
-
-def shift_at_cost(shift: np.ndarray, cost: np.ndarray, budget: float) -> np.ndarray:
-    """Concept shift at NLL increase ``budget``, linear in cost along the strength axis (axis 0);
-    cost is first made non-decreasing (running maximum), and a curve that never reaches the budget
-    gives its shift at the largest strength."""
-    cost = np.maximum.accumulate(np.nan_to_num(cost, nan=0.0), axis=0)
-    flat_s, flat_c = shift.reshape(len(shift), -1), cost.reshape(len(cost), -1)
-    out = np.empty(flat_s.shape[1])
-    for k in range(flat_s.shape[1]):
-        c, s = flat_c[:, k], flat_s[:, k]
-        keep = np.r_[True, np.diff(c) > 0]  # equal costs: keep the first (weakest) strength
-        out[k] = np.interp(budget, c[keep], s[keep])
-    return out.reshape(shift.shape[1:])
-
-
-@dataclass
-class DoseResponse:
-    """Dose-response of one concept in one child: baseline, one curve per vector, and the headline."""
-
-    concept: str
-    judge: str
-    child: str
-    layers: list[int]
-    strengths: list[float]
-    prompts: list[str]
-    baseline: Curve
-    curves: dict[str, Curve]
-    budget: float
-    efficiency: Estimate | None
-    shift_at_budget: dict[str, Estimate]
-    random_at_budget: dict[str, float]
-    settings: dict[str, Any] = field(default_factory=dict)
-    timing: dict[str, float] = field(default_factory=dict)
-
-    def kind_curves(self, kind: str) -> list[Curve]:
-        """Curves of one vector kind ("transferred", "own", "random", ...)."""
-        return [c for c in self.curves.values() if c.kind == kind]
-
-    def table(self):
-        """DataFrame: one row per kind × strength: mean shift [CI] and NLL increase [CI] over prompts
-        (random: mean over directions, its 5–95% band), distinct-1/2."""
-        import pandas as pd
-
-        n_boot, seed = self.settings.get("n_boot", 1000), self.settings.get("seed", 0)
-        n = len(self.prompts)
-        idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-        rows = []
-        for kind in dict.fromkeys(c.kind for c in self.curves.values()):
-            cs = self.kind_curves(kind)
-            pts = [_shift_cost(c, self.baseline) for c in cs]
-            boots = [_shift_cost(c, self.baseline, idx) for c in cs]
-            for i, f in enumerate(self.strengths, start=1):
-                s = np.mean([p[0][i] for p in pts])
-                cost = np.mean([p[1][i] for p in pts])
-                sb = np.mean([b[0][i] for b in boots], axis=0)
-                cb = np.mean([b[1][i] for b in boots], axis=0)
-                each = [p[0][i] for p in pts]
-                rows.append({
-                    "kind": kind, "n_vectors": len(cs), "strength": f,
-                    "shift": s, "shift_low": float(np.quantile(sb, 0.025)), "shift_high": float(np.quantile(sb, 0.975)),
-                    "shift_p05": float(np.quantile(each, 0.05)), "shift_p95": float(np.quantile(each, 0.95)),
-                    "nll_increase": cost, "nll_low": float(np.nanquantile(cb, 0.025)), "nll_high": float(np.nanquantile(cb, 0.975)),
-                    "distinct1": float(np.nanmean([np.nanmean(c.distinct1[i - 1]) for c in cs])),
-                    "distinct2": float(np.nanmean([np.nanmean(c.distinct2[i - 1]) for c in cs])),
-                })
-        return pd.DataFrame(rows)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable fields (means per strength; outputs of the baseline and non-random curves)."""
-        return {
-            "concept": self.concept, "judge": self.judge, "child": self.child, "layers": self.layers,
-            "strengths": self.strengths, "prompts": self.prompts, "budget_nll": self.budget,
-            "efficiency": None if self.efficiency is None else self.efficiency.to_dict(),
-            "shift_at_budget": {k: v.to_dict() for k, v in self.shift_at_budget.items()},
-            "random_at_budget": self.random_at_budget,
-            "baseline": self.baseline.to_dict(outputs=True),
-            "curves": [c.to_dict(outputs=c.kind != "random") for c in self.curves.values()],
-            "table": self.table().to_dict("records"),
-            "settings": self.settings, "timing": self.timing,
-        }
-
-
-def _estimate(values: np.ndarray, point: float) -> Estimate:
-    finite = values[np.isfinite(values)]
-    if not len(finite):
-        return Estimate(point, float("nan"), float("nan"), len(values))
-    lo, hi = np.quantile(finite, [0.025, 0.975])
-    return Estimate(float(point), float(lo), float(hi), len(values))
-
-
-def summarise(
-    baseline: Curve, curves: Mapping[str, Curve], *, budget: float | None = None,
-    numerator: str = "transferred", denominator: str = "own", n_boot: int = 1000, seed: int = 0,
-) -> tuple[float, Estimate | None, dict[str, Estimate], dict[str, float]]:
-    """(budget, efficiency, shift at budget per non-random kind, random shifts at budget): the budget
-    defaults to the largest mean NLL increase both ``numerator`` and ``denominator`` reach."""
-    by_kind: dict[str, list[Curve]] = {}
-    for c in curves.values():
-        by_kind.setdefault(c.kind, []).append(c)
-    if budget is None:
-        reach = [float(np.max(_shift_cost(by_kind[k][0], baseline)[1])) for k in (numerator, denominator) if k in by_kind]
-        budget = min(reach) if reach else float("nan")
-    n = baseline.judge.shape[1]
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    at, boot = {}, {}
-    for kind, cs in by_kind.items():
-        if kind == "random":
-            continue
-        point = float(shift_at_cost(*_shift_cost(cs[0], baseline), budget))
-        boot[kind] = shift_at_cost(*_shift_cost(cs[0], baseline, idx), budget)
-        at[kind] = _estimate(boot[kind], point)
-    rand = [float(shift_at_cost(*_shift_cost(c, baseline), budget)) for c in by_kind.get("random", [])]
-    random_at = {}
-    if rand:
-        random_at = {"n": len(rand), "mean": float(np.mean(rand)), "p05": float(np.quantile(rand, 0.05)),
-                     "p95": float(np.quantile(rand, 0.95)), "max_abs": float(np.max(np.abs(rand)))}
-    eff = None
-    if numerator in at and denominator in at and math.isfinite(budget):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            point = at[numerator].value / at[denominator].value if at[denominator].value else float("nan")
-            eff = _estimate(boot[numerator] / boot[denominator], point)
-    return budget, eff, at, random_at
-
-
-def dose_response(
-    child,
-    vectors_by_kind: Mapping[str, SteeringVectors | Sequence[SteeringVectors]],
-    judge: str | Judge,
-    *,
-    concept: str = "",
-    layers: Sequence[int] | None = None,
-    strengths: Sequence[float] = DEFAULT_STRENGTHS,
-    prompts: Sequence[str] = NEUTRAL_PROMPTS,
-    max_new_tokens: int = 32,
-    chat: bool = True,
-    budget: float | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    batch_size: int = 32,
-    operator: str | Operator = "add",
-) -> DoseResponse:
-    """Dose-response of ``child`` under each vector kind (e.g. {"transferred": v, "own": w,
-    "random": [r1, r2, ...]}), steered at ``layers`` (default: the layers every vector has) by
-    ``operator`` (see ``xsteer.operators``; the strength is its λ), judged by ``judge``
-    ("sentiment", "language" or an object with ``.score(texts)``). The efficiency is "transferred"
-    ÷ "own" at an equal NLL increase ``budget`` (default: the largest both reach)."""
-    strengths = check_strengths(strengths)
-    operator = operator_from_spec(operator)
-    judge = make_judge(judge)
-    sets = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in vectors_by_kind.items()}
-    if not sets or not all(sets.values()):
-        raise ValueError("dose_response needs at least one vector per kind, e.g. {'own': vectors}.")
-    if layers is None:
-        layers = sorted(set.intersection(*(set(v.layers) for vs in sets.values() for v in vs)))
-    labelled, kinds = {}, {}
-    for kind, vs in sets.items():
-        for i, v in enumerate(vs):
-            label = kind if len(vs) == 1 else f"{kind}{i}"
-            labelled[label], kinds[label] = restrict(v, layers), kind
-    base, curves, timing = run_curves(child, labelled, judge, prompts, strengths, max_new_tokens=max_new_tokens,
-                                      chat=chat, batch_size=batch_size, kinds=kinds, operator=operator)
-    budget, eff, at, rand = summarise(base, curves, budget=budget, n_boot=n_boot, seed=seed)
-    return DoseResponse(
-        concept=concept, judge=judge.name, child=child.cfg.model_name, layers=list(layers), strengths=strengths,
-        prompts=list(dict.fromkeys(prompts)), baseline=base, curves=curves, budget=budget, efficiency=eff,
-        shift_at_budget=at, random_at_budget=rand,
-        settings={"max_new_tokens": max_new_tokens, "chat": chat, "n_boot": n_boot, "seed": seed, "scale": "relative",
-                  "operator": operator.to_dict(),
-                  "n_vectors": {k: len(v) for k, v in sets.items()}},
-        timing=timing,
-    )
-
-
-# ---------------------------------------------------------------------------- parent -> child
+HoldOut = Callable[[Sequence[str], Concept], Sequence[str]]
+"""The anchors a concept's transfer may be fitted on: (anchor texts, concept) -> the texts kept."""
 
 
 @dataclass
@@ -456,25 +59,152 @@ class SteeringFidelity:
     timing: dict[str, float] = field(default_factory=dict)
 
     def table(self):
-        """DataFrame, one row per concept: the headline efficiency [CI] and the shifts at the budget."""
+        """DataFrame, one row per concept: the efficiency [CI], every kind's shift at the budget, the
+        exchange rate, the prompting baseline, anti-steerability and side effects per kind."""
         import pandas as pd
 
-        rows = []
-        for r in self.results:
-            row = {"concept": r.concept, "layers": f"{r.layers[0]}–{r.layers[-1]}", "budget_nll": r.budget}
-            for k, e in r.shift_at_budget.items():
-                row.update({k: e.value, f"{k}_low": e.low, f"{k}_high": e.high})
-            row.update({f"random_{k}": v for k, v in r.random_at_budget.items() if k != "n"})
-            if r.efficiency is not None:
-                row.update({"efficiency": r.efficiency.value, "efficiency_low": r.efficiency.low,
-                            "efficiency_high": r.efficiency.high})
-            rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame([headline_row(r) for r in self.results])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable fields."""
         return {"parent": self.parent, "child": self.child, "results": [r.to_dict() for r in self.results],
                 "where": self.where, "transfer": self.transfer, "settings": self.settings, "timing": self.timing}
+
+    def to_markdown(self) -> str:
+        """The report (see :func:`format_markdown`)."""
+        return format_markdown(self)
+
+
+def headline_row(r: DoseResponse) -> dict[str, Any]:
+    """One concept's dose-response as flat columns (kinds by their glossary names)."""
+    row: dict[str, Any] = {"concept": r.concept, "judge": r.judge, "layers": f"{r.layers[0]}–{r.layers[-1]}",
+                           "budget_nll": r.budget}
+    for k, e in r.shift_at_budget.items():
+        row.update({k: e.value, f"{k}_low": e.low, f"{k}_high": e.high})
+    for k, b in r.bands_at_budget.items():
+        row.update({f"{k}_mean": b.mean, f"{k}_p05": b.p05, f"{k}_p95": b.p95})
+    if r.efficiency is not None:
+        row.update({"efficiency": r.efficiency.value, "efficiency_low": r.efficiency.low,
+                    "efficiency_high": r.efficiency.high})
+    if r.exchange_rate is not None:
+        row.update({"exchange_rate_pairs": r.exchange_rate.pairs, "exchange_rate": r.exchange_rate.note})
+    if r.prompting is not None:
+        row.update({"prompting": r.prompting.shift.value, "prompting_nll_increase": r.prompting.nll_increase.value})
+    for label in ("transferred", "child_own"):
+        if label in r.anti_steerability:
+            row[f"anti_steerability_{label}"] = r.anti_steerability[label]
+    if r.side_effects is not None:
+        row["task_baseline"] = r.side_effects.baseline.value
+        for label, e in r.side_effects.by_label.items():
+            row[f"task_delta_{label}"] = e.delta.value
+    return row
+
+
+def resolve_concepts(concepts, *, n: int, seed: int, data_dir) -> list[Concept]:
+    """Concepts from names / ``Concept`` objects / a readout ``FidelityResult``, checked."""
+    if hasattr(concepts, "concepts"):  # a readout FidelityResult
+        concepts = [c.concept for c in concepts.concepts]
+    if isinstance(concepts, (str, Concept)):
+        concepts = [concepts]
+    out = []
+    for c in concepts:
+        if isinstance(c, Concept):
+            out.append(c)
+        elif isinstance(c, str):
+            out.append(load_concept(c, n=n, seed=seed, data_dir=data_dir))
+        else:
+            raise TypeError(f"A concept is a name (e.g. 'sentiment'), a path or a Concept, not a {type(c).__name__}.")
+    if not out:
+        raise ValueError("No concepts given; pass e.g. concepts=['sentiment'].")
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Concept names repeat ({names}); every concept needs its own name.")
+    return out
+
+
+def _fallback_wrong(concept: Concept, n: int, seed: int) -> Concept:
+    other = next(name for name in CONCEPTS if name != concept.name)
+    return load_concept(other, n=n, seed=seed)
+
+
+def _check_k_pairs(k_pairs: Sequence[int]) -> list[int]:
+    """Sorted distinct pair counts k >= 1 of the child_own_k control."""
+    given = list(k_pairs or [])
+    if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in given):
+        raise ValueError(f"k_pairs must be ints >= 1 (child pairs for the exchange rate), e.g. (4, 16), not {given!r}.")
+    return sorted(set(given))
+
+
+def steer_concept(
+    parent,
+    child,
+    concept: Concept,
+    transfer,
+    band: Sequence[int],
+    *,
+    wrong_concepts: Sequence[Concept] = (),
+    lambdas: Sequence[float] = (0.02, 0.04, 0.08, 0.16, 0.32),
+    prompts: Sequence[str] = NEUTRAL_PROMPTS[:16],
+    n_random: int = 10,
+    n_mapped_random: int = 10,
+    k_pairs: Sequence[int] = (4, 16),
+    prompting: bool = True,
+    side_effect_items: int = 0,
+    data_dir=None,
+    max_new_tokens: int = 32,
+    seed: int = 0,
+    batch_size: int = 32,
+    operator: str | Operator = "add",
+    budget: float | None = None,
+) -> tuple[DoseResponse, dict[str, Any]]:
+    """The dose-response of one concept through one fitted ``transfer`` at the child layers ``band``
+    (those the transfer reaches), with every control; returns it and a description of the transfer."""
+    band = [l for l in band if l in transfer.layer_map_.mapping_]
+    if not band:
+        raise ValueError(
+            f"The transfer's layer map reaches none of the steering layers; it maps child layers "
+            f"{sorted(transfer.layer_map_.mapping_)}. Use a layer map that reaches them (e.g. targeted_map(band, ...))."
+        )
+    ks = _check_k_pairs(k_pairs)
+    parent_layers = sorted({transfer.layer_map_.mapping_[l] for l in band})
+    p_info, c_info = ModelInfo.from_model(parent), ModelInfo.from_model(child)
+    pvec = vectors_from_acts(*_train_acts(parent, concept, parent_layers), p_info, seed=seed, data_hash=concept.data_hash)
+    wrong = {w.name: vectors_from_acts(*_train_acts(parent, w, parent_layers), p_info, seed=seed, data_hash=w.data_hash)
+             for w in wrong_concepts}
+    pos, neg = _train_acts(child, concept, band)
+    child_own = vectors_from_acts(pos, neg, c_info, seed=seed, data_hash=concept.data_hash)
+    n_train = len(concept.train)
+    by_k = {k: vectors_from_acts(pos, neg, c_info, seed=seed, pairs=pair_subset(n_train, k, seed)) for k in ks if k < n_train}
+    carried = carry(transfer, pvec, (pos, neg), wrong_concept=wrong, n_mapped_random=n_mapped_random, seed=seed)
+    kinds: dict[str, Any] = {"transferred": carried.transferred, "child_own": child_own}
+    if by_k:
+        kinds["child_own_k"] = by_k
+    if n_random:
+        kinds["random"] = [random_vectors(child_own, seed=1000 * seed + k + 1) for k in range(n_random)]
+    if carried.mapped_random:
+        kinds["mapped_random"] = carried.mapped_random
+    if carried.wrong_concept:
+        kinds["wrong_concept"] = list(carried.wrong_concept.values())
+    result = dose_response(child, kinds, concept=concept, layers=band, lambdas=lambdas, prompts=prompts,
+                           max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size, operator=operator,
+                           budget=budget, instruction=None if not prompting else concept.instruction,
+                           child_own_pairs=n_train)
+    if side_effect_items:
+        labelled, kind_of, _ = label_vectors(kinds)
+        first = {}
+        for label, kind in kind_of.items():
+            if kind != "child_own_k":
+                first.setdefault(kind, label)
+        vecs = {label: labelled[label].select(band) for label in first.values()}
+        result.side_effects = task_side_effects(child, vecs, {l: result.operating_lam[l] for l in vecs},
+                                                n_items=side_effect_items, data_dir=data_dir, operator=operator,
+                                                batch_size=batch_size, seed=seed)
+    moved = carried.transferred
+    about = {"layer_pairs": moved.provenance["layer_pairs"], "r2": moved.provenance["r2"],
+             "n_anchor_rows": transfer.n_anchors_, "layer_map": transfer.layer_map.name,
+             "adapter": transfer.adapter.name, "wrong_concepts": list(wrong),
+             "cos_child_own": {str(l): float(moved[l] @ child_own[l]) for l in band}}
+    return result, about
 
 
 def steering_fidelity(
@@ -482,17 +212,23 @@ def steering_fidelity(
     child,
     concepts,
     *,
-    strengths: Sequence[float] = (0.02, 0.04, 0.08, 0.16, 0.32),
+    lambdas: Sequence[float] = (0.02, 0.04, 0.08, 0.16, 0.32),
     layers: Sequence[int] | None = None,
     layer_map: str = "targeted",
     adapter: str = "ridge",
     n_prompts: int = 16,
     n_random: int = 10,
+    n_mapped_random: int | None = None,
+    wrong_concepts: Sequence[str | Concept] | None = None,
+    k_pairs: Sequence[int] = (4, 16),
+    prompting: bool = True,
+    side_effect_items: int = 0,
     max_new_tokens: int = 32,
     where_prompts: int = 8,
-    where_strengths: Sequence[float] = (0.08, 0.32),
+    where_lambdas: Sequence[float] = (0.08, 0.32),
     n: int = 256,
     anchor_mode: str = "leave_concept_out",
+    hold_out: HoldOut | None = None,
     seed: int = 0,
     data_dir=None,
     batch_size: int = 32,
@@ -500,123 +236,171 @@ def steering_fidelity(
     operator: str | Operator = "add",
     budget: float | None = None,
 ) -> SteeringFidelity:
-    """Dose-response of transferred vs child-own vs ``n_random`` random vectors in ``child`` for every
-    concept with a judge (``concepts``: names, ``Concept``s, or a readout ``FidelityResult``).
+    """Dose-response of transferred vs every control in ``child`` for every concept with a judge
+    (``concepts``: names, ``Concept``s — a user's concept brings its own judge —, or a readout
+    ``FidelityResult``).
 
     Steering layers: ``layers``, else the child's most steerable band for its own vector
     (``xsteer.fidelity.where.steerable_layers``). Transferred vectors: mean-difference parent
     vectors carried by ``Transfer(layer_map, adapter)`` fitted on last-token anchor activations;
     ``layer_map="targeted"`` maps the steering layers to proportionally placed parent layers. Each
-    concept's transfer is fitted without that concept's own texts (``anchor_mode=
-    "leave_concept_out"``, see :func:`xsteer.fidelity.readout.concept_anchor_texts`) or with them
-    (``"shared"``: the map then sees the very texts that define the concept). ``operator`` is how
-    every vector enters the stream (a ``xsteer.operators`` object or spec such as "clamp:0.3");
-    ``budget`` the NLL increase (nats/token) at which shifts are compared (default: per concept, the
-    largest both transferred and own vectors reach), e.g. one budget for runs of several operators."""
-    from xsteer.concepts import Concept, load_concept
-    from xsteer.activations import collect_activations
-    from xsteer.extract import extract_vectors, random_vectors
-    from xsteer.fidelity.readout import check_anchor_mode, concept_anchor_texts, default_anchor_texts
-    from xsteer.fidelity.where import steerable_layers, targeted_map
-    from xsteer.transfer import ModelInfo, Transfer, anchor_groups, anchor_hash, collect_anchor_activations
-    from xsteer.transfer import anchor_texts as clean
-
+    concept's transfer is fitted on the anchors ``hold_out(anchor_texts, concept)`` keeps (default
+    :func:`xsteer.fidelity.readout.concept_anchor_texts` with ``anchor_mode``: without the concept's
+    own texts). Controls: ``n_random`` random child directions, ``n_mapped_random`` (default
+    ``n_random``) random parent directions and ``wrong_concepts`` (default: the run's other
+    concepts) carried by the same transfer, the child's own vector on ``k_pairs`` pairs, the
+    prompting baseline (``prompting``, the concept's instruction), and with ``side_effect_items`` > 0
+    the ARC-Easy accuracy change at each vector's operating λ. ``operator`` is how every vector
+    enters the stream; ``budget`` the NLL increase (nats/token) at which shifts are compared
+    (default: per concept, the largest both transferred and child-own reach)."""
     t0 = time.perf_counter()
-    strengths = check_strengths(strengths)
+    lambdas = check_lambda_grid(lambdas)
+    where_lambdas = check_lambda_grid(where_lambdas)
     operator = operator_from_spec(operator)
     budget = check_budget(budget)
     check_anchor_mode(anchor_mode)
-    if hasattr(concepts, "concepts"):  # a readout FidelityResult
-        concepts = [c.concept for c in concepts.concepts]
-    concepts = [c if isinstance(c, Concept) else load_concept(c, n=n, seed=seed, data_dir=data_dir) for c in concepts]
+    if hold_out is not None and not callable(hold_out):
+        raise TypeError(f"hold_out must be a function (anchor texts, concept) -> kept texts, not {type(hold_out).__name__}.")
+    for name, value, low in (("n_prompts", n_prompts, 2), ("n_random", n_random, 0), ("where_prompts", where_prompts, 2),
+                             ("side_effect_items", side_effect_items, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, not {value!r}.")
+    if n_prompts > len(NEUTRAL_PROMPTS):
+        raise ValueError(f"n_prompts={n_prompts} exceeds the {len(NEUTRAL_PROMPTS)} built-in neutral prompts; pass fewer.")
+    n_mapped_random = n_random if n_mapped_random is None else n_mapped_random
+    _check_k_pairs(k_pairs)
+    concepts = resolve_concepts(concepts, n=n, seed=seed, data_dir=data_dir)
     judged = [c for c in concepts if c.judge is not None]
     if not judged:
-        raise ValueError(f"None of the concepts {[c.name for c in concepts]} has a judge; use 'sentiment' or 'language'.")
-    prompts = list(NEUTRAL_PROMPTS[:n_prompts]) if n_prompts <= len(NEUTRAL_PROMPTS) else None
-    if prompts is None:
-        raise ValueError(f"n_prompts={n_prompts} exceeds the {len(NEUTRAL_PROMPTS)} built-in neutral prompts; pass fewer.")
+        raise ValueError(
+            f"None of the concepts {[c.name for c in concepts]} has a judge; use 'sentiment' or 'language', or give "
+            "your concept one (concept_from_pairs(..., judge=obj_with_score) / load_concept(..., judge=...))."
+        )
+    if layers is not None:
+        layers = sorted({int(l) for l in layers})
+        if not layers:
+            raise ValueError("layers is empty; pass steering layers such as [24, 25, 26] or None to search for a band.")
+    prompts = check_prompts(NEUTRAL_PROMPTS[:n_prompts])
+    for c in judged:
+        for m in (parent, child):
+            check_readable(m, c)
+    others = resolve_concepts(wrong_concepts, n=n, seed=seed, data_dir=data_dir) if wrong_concepts else None
     texts, anchors = default_anchor_texts(concepts, data_dir=data_dir, seed=seed)
-    texts = clean(texts)
+    texts = clean_anchor_texts(texts)
     acts = [collect_anchor_activations(m, texts, None, ("last",), 16, progress) for m in (parent, child)]
     infos = [ModelInfo.from_model(m) for m in (parent, child)]
     t_anchor = time.perf_counter() - t0
+    keep_fn = hold_out or (lambda t, c: concept_anchor_texts(t, c, anchor_mode))
     results, where, transfers = [], {}, {}
     for concept in judged:
-        own = extract_vectors(child, concept.train, "mean_diff", seed=seed)
-        band = list(layers) if layers is not None else None
+        band = layers
         if band is None:
-            found = steerable_layers(child, own, concept.judge, prompts=prompts[:where_prompts],
-                                     strengths=where_strengths, max_new_tokens=max_new_tokens, seed=seed,
-                                     batch_size=batch_size)
+            own = vectors_from_acts(*_train_acts(child, concept), infos[1], seed=seed)
+            found = steerable_layers(child, own, concept.judge, prompts=prompts[:where_prompts], lambdas=where_lambdas,
+                                     max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size)
             where[concept.name] = found.to_dict()
             band = found.best
         spec = targeted_map(band, infos[0].n_layers, infos[1].n_layers) if layer_map == "targeted" else layer_map
-        kept = concept_anchor_texts(texts, concept, anchor_mode)
-        keep = set(kept)
-        rows = torch.tensor([i for i, t in enumerate(texts) if t in keep])
+        kept = _kept_anchors(keep_fn, texts, concept)
+        rows = torch.tensor([i for i, t in enumerate(texts) if t in set(kept)])
         sub = [{l: a[rows] for l, a in side.items()} for side in acts]
-        tr = Transfer(spec, adapter).fit_activations(sub[0], sub[1], infos[0], infos[1],
-                                                     groups=anchor_groups(len(kept), 1), anchor_hash=anchor_hash(kept, ("last",)))
-        band = [l for l in band if l in tr.layer_map_.mapping_]
-        if not band:
-            raise ValueError(f"The {layer_map} layer map reaches none of the steering layers; use layer_map='targeted'.")
-        parent_layers = sorted({tr.layer_map_.mapping_[l] for l in band})
-        pvec = extract_vectors(parent, concept.train, "mean_diff", layers=parent_layers, seed=seed)
-        pos = collect_activations(child, [p.positive for p in concept.train], band)
-        neg = collect_activations(child, [p.negative for p in concept.train], band)
-        moved = tr.apply(pvec, (pos, neg))
-        transfers[concept.name] = {"layer_pairs": moved.provenance["layer_pairs"], "r2": moved.provenance["r2"],
-                                   "n_anchor_rows": tr.n_anchors_, "anchor_mode": anchor_mode, "adapter": adapter, "layer_map": layer_map,
-                                   "cos_own": {str(l): float(moved[l] @ own[l]) for l in band}}
-        band_own = restrict(own, band)
-        randoms = [random_vectors(band_own, seed=1000 * seed + k + 1) for k in range(n_random)]
-        kinds = {"transferred": moved, "own": own, **({"random": randoms} if randoms else {})}
-        results.append(dose_response(child, kinds, concept.judge, concept=concept.name, layers=band,
-                                     strengths=strengths, prompts=prompts, max_new_tokens=max_new_tokens,
-                                     seed=seed, batch_size=batch_size, operator=operator, budget=budget))
+        tr = Transfer(spec, adapter).fit_activations(sub[0], sub[1], infos[0], infos[1], groups=anchor_groups(len(kept), 1),
+                                                     anchor_hash=anchor_hash(kept, ("last",)))
+        wrong = [w for w in (others or concepts) if w.name != concept.name] or [_fallback_wrong(concept, n, seed)]
+        result, about = steer_concept(
+            parent, child, concept, tr, band, wrong_concepts=wrong, lambdas=lambdas, prompts=prompts,
+            n_random=n_random, n_mapped_random=n_mapped_random, k_pairs=k_pairs, prompting=prompting,
+            side_effect_items=side_effect_items, data_dir=data_dir, max_new_tokens=max_new_tokens, seed=seed,
+            batch_size=batch_size, operator=operator, budget=budget)
+        transfers[concept.name] = {**about, "anchor_mode": anchor_mode if hold_out is None else getattr(hold_out, "__name__", "hold_out"),
+                                   "layer_map": layer_map}
+        results.append(result)
     return SteeringFidelity(
         parent=infos[0].name, child=infos[1].name, results=results, where=where, transfer=transfers,
-        settings={"strengths": strengths, "layers": None if layers is None else list(layers), "layer_map": layer_map,
-                  "adapter": adapter, "n_prompts": n_prompts, "n_random": n_random, "max_new_tokens": max_new_tokens,
-                  "where_prompts": where_prompts, "where_strengths": list(where_strengths), "n": n, "seed": seed,
-                  "anchors": anchors, "anchor_mode": anchor_mode, "method": "mean_diff", "pooling": "last",
-                  "operator": operator.to_dict(), "budget": budget},
+        settings={"lambdas": lambdas, "layers": layers, "layer_map": layer_map, "adapter": adapter,
+                  "n_prompts": n_prompts, "n_random": n_random, "n_mapped_random": n_mapped_random,
+                  "k_pairs": list(k_pairs), "prompting": prompting, "side_effect_items": side_effect_items,
+                  "max_new_tokens": max_new_tokens, "where_prompts": where_prompts, "where_lambdas": where_lambdas,
+                  "n": n, "seed": seed, "anchors": anchors, "anchor_mode": anchor_mode, "method": "mean_diff",
+                  "pooling": "last", "operator": operator.to_dict(), "budget": budget,
+                  "judges": {c.name: judge_name(c.judge) for c in judged}},
         timing={"anchors_s": t_anchor, "total_s": time.perf_counter() - t0},
     )
 
 
+def _train_acts(model, concept: Concept, layers: Sequence[int] | None = None):
+    """(positive, negative) last-token activations of the concept's train pairs: layer -> (n_pairs, d)."""
+    a = collect_activations(model, concept.texts("train"), layers, batch_size=16)
+    m = len(concept.train)
+    return {l: x[:m] for l, x in a.items()}, {l: x[m:] for l, x in a.items()}
+
+
+def _kept_anchors(keep_fn: HoldOut, texts: Sequence[str], concept: Concept) -> list[str]:
+    kept = list(dict.fromkeys(keep_fn(list(texts), concept)))
+    unknown = [t for t in kept if t not in set(texts)]
+    if unknown:
+        raise ValueError(
+            f"The hold-out function returned {len(unknown)} texts that are not among the anchors (e.g. {unknown[0][:50]!r}); "
+            "it must return a subset of the anchor texts it was given."
+        )
+    if len(kept) < 8:
+        raise ValueError(f"Only {len(kept)} anchor texts remain for concept {concept.name!r} after the hold-out; "
+                         "a transfer needs >= 8. Add anchors (data_dir with ARC-Easy) or hold out less.")
+    return kept
+
+
 def format_markdown(result: SteeringFidelity) -> str:
-    """Markdown of a steering-fidelity result: headline table, where-to-steer bands, per-strength table."""
+    """Markdown of a steering-fidelity result: headline table with every control, where-to-steer
+    bands, per-vector table, per-λ table."""
     params = dict(result.settings.get("operator", {"name": "add"}))
     name = params.pop("name")
     op = f"{name} ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else name
+    ci = lambda e: f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]" if e is not None else "–"
+    band = lambda b: f"{b.mean:+.3f} ({b.p05:+.3f}, {b.p95:+.3f})" if b is not None else "–"
     out = [f"# Steering fidelity: {result.parent} → {result.child}, operator {op}", "",
-           "| concept | layers | NLL budget | transferred shift [95% CI] | child-own shift [95% CI] "
-           "| random shift mean (p05, p95) | efficiency [95% CI] |", "|---|---|---|---|---|---|---|"]
-    ci = lambda e: f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
+           "Shifts of the judge's score at one NLL increase (the budget); bands: mean (5%, 95%) over vectors.", "",
+           "| concept | layers | NLL budget | transferred [95% CI] | child_own [95% CI] | efficiency [95% CI] "
+           "| random | mapped_random | wrong_concept | exchange rate (child pairs) | prompting |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result.results:
-        t, o, rd = r.shift_at_budget.get("transferred"), r.shift_at_budget.get("own"), r.random_at_budget
-        rand = f"{rd['mean']:+.3f} ({rd['p05']:+.3f}, {rd['p95']:+.3f})" if rd else "–"
+        s, b = r.shift_at_budget, r.bands_at_budget
         eff = f"{r.efficiency.value:.2f} [{r.efficiency.low:.2f}, {r.efficiency.high:.2f}]" if r.efficiency else "–"
-        out.append(f"| {r.concept} | {r.layers[0]}–{r.layers[-1]} | {r.budget:.3f} | {ci(t) if t else '–'} "
-                   f"| {ci(o) if o else '–'} | {rand} | {eff} |")
+        wrong = ci(s["wrong_concept"]) if "wrong_concept" in s else band(b.get("wrong_concept"))
+        rate = r.exchange_rate.note if r.exchange_rate else "–"
+        prompt = (f"{r.prompting.shift.value:+.3f} (ΔNLL {r.prompting.nll_increase.value:+.3f})" if r.prompting else "–")
+        out.append(f"| {r.concept} | {r.layers[0]}–{r.layers[-1]} | {r.budget:.3f} | {ci(s.get('transferred'))} "
+                   f"| {ci(s.get('child_own'))} | {eff} | {band(b.get('random'))} | {band(b.get('mapped_random'))} "
+                   f"| {wrong} | {rate} | {prompt} |")
     for name, w in result.where.items():
-        out += ["", f"## Where {result.child} steers {name} (own vector; score = max shift / max(NLL increase, 0.1))", "",
-                "| band | " + " | ".join(f"shift@{f} | ΔNLL@{f}" for f in w["bands"][0]["strengths"]) + " | score |",
-                "|---|" + "---|---|" * len(w["bands"][0]["strengths"]) + "---|"]
+        out += ["", f"## Where {result.child} steers {name} (child_own vector; score = max shift / max(NLL increase, 0.1))", "",
+                "| band | " + " | ".join(f"shift@{f} | ΔNLL@{f}" for f in w["bands"][0]["lambdas"]) + " | score |",
+                "|---|" + "---|---|" * len(w["bands"][0]["lambdas"]) + "---|"]
         for b in w["bands"]:
             cells = " | ".join(f"{s:+.3f} | {c:+.3f}" for s, c in zip(b["shift"], b["cost"]))
             out.append(f"| {b['layers'][0]}–{b['layers'][-1]} | {cells} | {b['score']:+.3f} |")
     for r in result.results:
-        out += ["", f"## {r.concept}: per strength ({len(r.prompts)} prompts, layers {r.layers[0]}–{r.layers[-1]})", "",
-                "| kind | f | shift [95% CI] | random 5–95% | ΔNLL [95% CI] | distinct-1 | distinct-2 |",
+        effects = r.side_effects
+        title = f"## {r.concept}: per vector (operating λ: where the NLL increase reaches {r.budget:.3f})"
+        side = (f"; {effects.task} accuracy change at the operating λ on {effects.n_items} items, unsteered "
+                f"{effects.baseline.value:.3f}" if effects else "")
+        out += ["", title + side, "", "| vector | kind | k | operating λ | shift at budget | anti-steerability | task Δ [95% CI] |",
                 "|---|---|---|---|---|---|---|"]
+        for row in r.vector_table().to_dict("records"):
+            task = (f"{row['task_delta']:+.3f} [{row['task_delta_low']:+.3f}, {row['task_delta_high']:+.3f}]"
+                    if "task_delta" in row and row["task_delta"] == row["task_delta"] else "–")
+            k = "–" if row["k"] is None or row["k"] != row["k"] else int(row["k"])
+            out.append(f"| {row['label']} | {row['kind']} | {k} | {row['operating_lam']:.3f} | {row['shift_at_budget']:+.3f} "
+                       f"| {row['anti_steerability']:.2f} | {task} |")
+        out += ["", f"## {r.concept}: per λ ({len(r.prompts)} prompts, layers {r.layers[0]}–{r.layers[-1]})", "",
+                "| kind | k | λ | shift [95% CI] | 5–95% over vectors | ΔNLL [95% CI] | distinct-1 | distinct-2 |",
+                "|---|---|---|---|---|---|---|---|"]
         for row in r.table().to_dict("records"):
-            band = f"{row['shift_p05']:+.3f}, {row['shift_p95']:+.3f}" if row["n_vectors"] > 1 else "–"
-            out.append(f"| {row['kind']} | {row['strength']} | {row['shift']:+.3f} [{row['shift_low']:+.3f}, "
-                       f"{row['shift_high']:+.3f}] | {band} | {row['nll_increase']:+.3f} [{row['nll_low']:+.3f}, "
+            spread = f"{row['shift_p05']:+.3f}, {row['shift_p95']:+.3f}" if row["n_vectors"] > 1 else "–"
+            k = "–" if row["k"] is None or row["k"] != row["k"] else int(row["k"])
+            out.append(f"| {row['kind']} | {k} | {row['lam']} | {row['shift']:+.3f} [{row['shift_low']:+.3f}, "
+                       f"{row['shift_high']:+.3f}] | {spread} | {row['nll_increase']:+.3f} [{row['nll_low']:+.3f}, "
                        f"{row['nll_high']:+.3f}] | {row['distinct1']:.3f} | {row['distinct2']:.3f} |")
-    out += ["", f"Transfer: {json.dumps(result.transfer)}", "", f"Settings: {json.dumps(result.settings)}", "",
+    out += ["", f"Transfer: {json.dumps(result.transfer)}", "", f"Settings: {json.dumps(result.settings, default=str)}", "",
             f"Timing: {json.dumps({k: round(v, 2) for k, v in result.timing.items()})}; per concept: "
             + json.dumps({r.concept: {k: round(v, 2) for k, v in r.timing.items()} for r in result.results}), ""]
     return "\n".join(out)

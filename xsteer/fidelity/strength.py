@@ -26,6 +26,7 @@ __all__ = [
     "LayerStrength",
     "auroc",
     "auroc_ci",
+    "check_readable",
     "concept_acts",
     "concept_strength",
     "fit_directions",
@@ -59,6 +60,15 @@ def _np(x) -> np.ndarray:
     return torch.as_tensor(x).detach().to("cpu", torch.float64).numpy()
 
 
+def _check_finite(pos: np.ndarray, neg: np.ndarray) -> None:
+    if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
+        raise ValueError(
+            "Scores to rank contain NaN or inf, so an AUROC would be meaningless: the activations (or the "
+            "direction) are not finite. Fix: check the model's activations of these texts (e.g. a float16 "
+            "overflow) or the vectors."
+        )
+
+
 def auroc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """AUROC of positive vs. negative scores, (n_pos, k) and (n_neg, k) -> (k,); ties count half.
 
@@ -71,6 +81,7 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     n1, n0 = len(pos), len(neg)
     if n1 == 0 or n0 == 0:
         raise ValueError("auroc needs at least one positive and one negative score.")
+    _check_finite(pos, neg)
     ranks = rankdata(np.concatenate([pos, neg]), axis=0)
     out = (ranks[:n1].sum(0) - n1 * (n1 + 1) / 2) / (n1 * n0)
     return out[0] if squeeze else out
@@ -84,6 +95,11 @@ def auroc_ci(pos: np.ndarray, neg: np.ndarray, *, n_boot: int = 1000, seed: int 
     m = len(pos)
     if m != len(neg) or m < 2:
         raise ValueError(f"auroc_ci needs paired scores of >= 2 pairs, got {len(pos)} and {len(neg)}.")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be an int >= 1 (bootstrap resamples, e.g. 1000), not {n_boot!r}.")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), e.g. 0.95, not {level!r}.")
+    _check_finite(pos, neg)
     wins = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
     w = np.random.default_rng(seed).multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(float)
     boots = np.einsum("bi,ij,bj->b", w, wins, w) / m**2
@@ -185,8 +201,36 @@ def concept_strength(
     return ConceptStrength(concept, model, method, layers)
 
 
+#: Largest share of a concept's tokens that may be the tokenizer's unknown token.
+MAX_UNKNOWN = 0.5
+
+
+def check_readable(model, concept) -> None:
+    """A ValueError when ``model``'s tokenizer cannot tell the concept's pairs apart: every pair's two
+    texts tokenize the same, or most tokens are its unknown token (pairs in a script the model does
+    not read)."""
+    tok = model.tokenizer
+    name = getattr(model.cfg, "model_name", "the model")
+    ids = [(tok(p.positive)["input_ids"], tok(p.negative)["input_ids"]) for p in concept.pairs]
+    unk = getattr(tok, "unk_token_id", None)
+    if unk is not None:
+        flat = [t for a, b in ids for t in (*a, *b)]
+        share = sum(t == unk for t in flat) / max(1, len(flat))
+        if share > MAX_UNKNOWN:
+            raise ValueError(
+                f"{share:.0%} of the tokens of concept {concept.name!r} are unknown to {name!r}'s tokenizer: its "
+                "pairs are not in a language or script this model reads. Give pairs the model can read."
+            )
+    if all(a == b for a, b in ids):
+        raise ValueError(
+            f"Every pair of concept {concept.name!r} tokenizes to the same ids under {name!r}'s tokenizer, so the "
+            "model cannot see the difference. Give pairs whose texts differ in words the model reads."
+        )
+
+
 def concept_acts(model, concept, layers=None, *, batch_size: int = 16, progress: bool = False) -> ConceptActs:
     """Last-token ``resid_post`` activations of a concept's train and test texts (one forward pass set)."""
+    check_readable(model, concept)
     n_tr, n_te = len(concept.train), len(concept.test)
     texts = concept.texts("train") + concept.texts("test")
     acts = collect_activations(model, texts, layers, batch_size=batch_size, progress=progress)

@@ -8,8 +8,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xsteer.fidelity.judges import Judge, make_judge
-from xsteer.fidelity.steering import NEUTRAL_PROMPTS, _shift_cost, restrict, run_curves
+from xsteer.concepts.base import JudgeLike
+from xsteer.fidelity.dose import NEUTRAL_PROMPTS, check_lambda_grid, run_curves, shift_and_cost
+from xsteer.fidelity.judges import make_judge
+from xsteer.transfer import ExplicitMap
 from xsteer.vectors import SteeringVectors
 
 __all__ = ["COST_FLOOR", "BandScore", "WhereResult", "layer_bands", "steerable_layers", "targeted_map"]
@@ -32,18 +34,18 @@ def layer_bands(n_layers: int, width: int = 5, stride: int = 4) -> list[list[int
 
 @dataclass(frozen=True)
 class BandScore:
-    """One band: the own vector's mean judge shift and NLL increase per strength, and its score
-    max_f shift(f) / max(cost(f), COST_FLOOR)."""
+    """One band: the child-own vector's mean judge shift and NLL increase per λ, and its score
+    max_λ shift(λ) / max(cost(λ), COST_FLOOR)."""
 
     layers: list[int]
-    strengths: list[float]
+    lambdas: list[float]
     shift: list[float]
     cost: list[float]
     score: float
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable fields."""
-        return {"layers": self.layers, "strengths": self.strengths, "shift": self.shift, "cost": self.cost,
+        return {"layers": self.layers, "lambdas": self.lambdas, "shift": self.shift, "cost": self.cost,
                 "score": self.score}
 
 
@@ -66,13 +68,13 @@ class WhereResult:
 
 def steerable_layers(
     child,
-    own: SteeringVectors,
-    judge: str | Judge,
+    child_own: SteeringVectors,
+    judge: JudgeLike,
     *,
     bands: Sequence[Sequence[int]] | None = None,
     width: int = 5,
     stride: int = 4,
-    strengths: Sequence[float] = (0.08, 0.32),
+    lambdas: Sequence[float] = (0.08, 0.32),
     prompts: Sequence[str] = NEUTRAL_PROMPTS[:8],
     max_new_tokens: int = 32,
     chat: bool = True,
@@ -80,27 +82,31 @@ def steerable_layers(
     batch_size: int = 32,
 ) -> WhereResult:
     """Score each band (default :func:`layer_bands` over the child's depth) by how far the child's
-    own vector moves ``judge`` per unit NLL increase, on a few prompts and strengths."""
+    own vector moves ``judge`` per unit NLL increase, on a few prompts and λ values."""
     judge = make_judge(judge)
-    bands = [list(b) for b in (bands or layer_bands(own.n_layers, width, stride))]
-    sets = {f"band{b[0]}-{b[-1]}": restrict(own, b) for b in bands}
-    base, curves, _ = run_curves(child, sets, judge, prompts, strengths, max_new_tokens=max_new_tokens, chat=chat,
+    lambdas = check_lambda_grid(lambdas)
+    bands = [sorted({int(l) for l in b}) for b in (bands or layer_bands(child_own.n_layers, width, stride))]
+    if not bands or not all(bands):
+        raise ValueError("Every band needs at least one layer; pass bands=[[24, 25, 26], ...] or leave bands=None.")
+    sets = {f"band{b[0]}-{b[-1]}": child_own.select(b) for b in bands}
+    base, curves, _ = run_curves(child, sets, judge, prompts, lambdas, max_new_tokens=max_new_tokens, chat=chat,
                                  batch_size=batch_size)
     scores = []
     for b, label in zip(bands, sets):
-        shift, cost = (x[1:] for x in _shift_cost(curves[label], base))
-        # no completion to cost at a strength (every text empty): the band silences the child there
+        shift, cost = (x[1:] for x in shift_and_cost(curves[label], base))
+        # no completion to cost at a λ (every text empty): the band silences the child there
         score = float(np.max(shift / np.maximum(np.nan_to_num(cost, nan=np.inf), COST_FLOOR)))
-        scores.append(BandScore(b, curves[label].strengths, shift.tolist(), cost.tolist(), score))
+        scores.append(BandScore(b, curves[label].lambdas, shift.tolist(), cost.tolist(), score))
     return WhereResult(judge.name, sorted(scores, key=lambda s: -s.score))
 
 
 def targeted_map(child_layers: Sequence[int], n_parent_layers: int, n_child_layers: int):
     """An ``ExplicitMap`` {child layer -> parent layer} for ``child_layers``, each paired with the
     parent layer at the same relative depth (round(l · (P − 1) / (C − 1)))."""
-    from xsteer.transfer import ExplicitMap
-
     if not child_layers:
         raise ValueError("targeted_map needs at least one child layer.")
+    outside = [l for l in child_layers if not 0 <= int(l) < n_child_layers]
+    if outside:
+        raise ValueError(f"Child layers {outside} are outside the child's {n_child_layers} blocks (0..{n_child_layers - 1}).")
     scale = (n_parent_layers - 1) / max(1, n_child_layers - 1)
     return ExplicitMap({int(l): int(round(l * scale)) for l in child_layers})
