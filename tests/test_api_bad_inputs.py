@@ -23,7 +23,7 @@ from xsteer.kv_steer import KVVectors, apply_kv_steering, kv_generate
 from xsteer.models import model_fingerprint, tiny_model
 from xsteer.operators import Clamp, Project, operator_from_dict
 from xsteer.pipeline import TransferConfig, run_transfer
-from xsteer.records import RecordStore
+from xsteer.records import Record, RecordStore
 from xsteer.schedules import Band, Constant, PerLayer, schedule_from_dict, search_band
 from xsteer.stats import accuracy_ci, compare
 from xsteer.steer import REFERENCE_TEXTS, relative_size, residual_norms, steer, steering_hooks
@@ -202,6 +202,7 @@ CASES = {
     "evaluator-batch-size-0": (lambda e, t: Evaluator(e.model, e.loglik, batch_size=0), ValueError, ["batch_size must be >= 1"]),
     "evaluator-max-new-tokens-0": (lambda e, t: Evaluator(e.model, e.generate, max_new_tokens=0), ValueError, ["max_new_tokens must be >= 1"]),
     "evaluator-scale-unknown": (lambda e, t: Evaluator(e.model, e.loglik, scale="percent"), ValueError, ["'absolute' or 'relative'"]),
+    "evaluator-schedule-beyond-model": (lambda e, t: Evaluator(e.model, e.loglik, schedule="band:2:5"), ValueError, ["layers [6]", "has 3 blocks"]),
     "evaluator-task-name": (lambda e, t: Evaluator(e.model, "arith"), TypeError, ["load_task"]),
     "sample-temperature-0": (lambda e, t: Evaluator(e.model, e.loglik, progress=False).sample(e.examples, "test", 2, temperature=0),
                              ValueError, ["temperature must be > 0", "0.7"]),
@@ -213,6 +214,8 @@ CASES = {
     # ---------------------------------------------------------------- interop
     "lm-eval-coefficient-nan": (lambda e, t: from_lm_eval(_lm_eval_file(t, float("nan")), model=e.model), ValueError, ["steering_coefficient", "finite"]),
     "lm-eval-coefficient-string": (lambda e, t: from_lm_eval(_lm_eval_file(t, "x"), model=e.model), ValueError, ["steering_coefficient", "number"]),
+    "lm-eval-width-as-string": (lambda e, t: from_lm_eval(to_lm_eval(e.vectors, t / "w.pt", 0.5), d_model="64"), TypeError,
+                                ["d_model must be an integer", "str '64'"]),
     "lm-eval-export-other-model": (lambda e, t: to_lm_eval(e.vectors, t / "x.pt", 0.5, model=e.twin), ValueError, ["check_model=False"]),
     "lm-eval-export-lam-nan": (lambda e, t: to_lm_eval(e.vectors, t / "x.pt", float("nan")), ValueError, ["finite", "lam=0.5"]),
     # ---------------------------------------------------------------- KV-cache steering
@@ -227,6 +230,9 @@ CASES = {
     "transfer-pairs-nan": (lambda e, t: _transfer(e).apply(e.vectors, ({0: torch.full((4, 48), float("nan"))}, {0: torch.ones(4, 48)})),
                            ValueError, ["NaN", "float32"]),
     "transfer-vectors-of-other-parent": (lambda e, t: _transfer(e).apply(SteeringVectors.random(e.twin, 0)), ValueError, ["Fix: fit a Transfer"]),
+    "config-field-typo": (lambda e, t: setattr(TransferConfig(), "lambda", [0.5]), AttributeError, ["no field 'lambda'", "Did you mean 'lambdas'"]),
+    "record-lam-nan": (lambda e, t: Record("test", "c", "q1", math.nan, "h", "out", None, "4", False), ValueError, ["finite", "keys the record"]),
+    "record-store-add-one": (lambda e, t: RecordStore().add(Record("test", "c", "q1", 0.5, "h", "out", None, "4", False)), TypeError, ["pass [record]"]),
     "config-dict": (lambda e, t: run_transfer({"parent": "tiny:llama:3:64:0"}), TypeError, ["TransferConfig(**settings)"]),
 }
 

@@ -51,7 +51,7 @@ def as_real(name: str, value: Any, fix: str, *, positive: bool = False) -> float
     """``value`` as a finite float (within float32's range; > 0 when ``positive``). A string, a bool
     or a tensor of several values is a TypeError; NaN, ±inf or an overflowing value a ValueError."""
     if hasattr(value, "ndim") and getattr(value, "ndim") == 0 and hasattr(value, "item"):
-        value = value.item()  # a 0-d tensor or array
+        value = (value.detach() if hasattr(value, "detach") else value).item()  # a 0-d tensor or array
     if not _is_real(value):
         raise TypeError(f"{name} must be a number, not {type(value).__name__} {value!r}. Fix: {fix}")
     value = float(value)

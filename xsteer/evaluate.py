@@ -23,12 +23,12 @@ from tqdm.auto import tqdm
 from xsteer.checks import as_count, as_real
 from xsteer.choices import ChoiceTrie, tree_attention_mask
 from xsteer.decode import Group, Sampling, decode
-from xsteer.models import check_bridge, model_fingerprint
+from xsteer.models import check_bridge, model_fingerprint, n_layers
 from xsteer.operators import Operator, operator_from_spec
 from xsteer.plain import plain_view, sliding_window
 from xsteer.positions import Layout, Positions, check_positions, layout
 from xsteer.records import Record, RecordStore, prompt_hash
-from xsteer.schedules import Schedule, schedule_from_spec
+from xsteer.schedules import Schedule, check_depth, schedule_from_spec
 from xsteer.steer import Scale, steering_hooks
 from xsteer.tasks import Example, Task
 from xsteer.vectors import SteeringVectors
@@ -143,6 +143,8 @@ class Evaluator:
             operator = operator_from_spec(operator)
         if schedule is not None and not isinstance(schedule, Schedule):
             schedule = schedule_from_spec(schedule)
+        if schedule is not None:
+            check_depth(schedule, n_layers(model))
         self.model = model
         self.operator, self.schedule = operator, schedule
         self.positions = check_positions(positions, task.mode)

@@ -4,12 +4,13 @@ with controls on the same grid and items."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -114,7 +115,12 @@ class TransferConfig:
     def __setattr__(self, name: str, value: Any) -> None:
         """A field changed after construction is checked (and normalised) as on construction; a bad
         value is refused and leaves the config as it was."""
-        if name not in _CHECKS or name not in self.__dict__:  # first assignment, inside __init__
+        names = [f.name for f in fields(self)]
+        if name not in names and not name.startswith("_"):
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise AttributeError(f"TransferConfig has no field {name!r}; setting it would change nothing.{hint}")
+        if name not in names or name not in self.__dict__:  # first assignment, inside __init__
             object.__setattr__(self, name, value)
             return
         old = self.__dict__[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,10 @@ class Record:
     correct: bool
     sample: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam):
+            raise ValueError(f"A record's λ must be a finite number, not {self.lam!r}; it keys the record.")
 
     @property
     def key(self) -> tuple[str, str, str, float, int]:
@@ -128,6 +133,8 @@ class RecordStore:
 
     def add(self, records: Iterable[Record]) -> None:
         """Keep records and append them to the file, flushed to disk."""
+        if isinstance(records, Record):
+            raise TypeError("RecordStore.add takes a list of records; pass [record].")
         new = [r for r in records if r.key not in self._records]
         for r in new:
             self._records[r.key] = r

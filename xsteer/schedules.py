@@ -218,8 +218,6 @@ def schedule_from_spec(spec: str | dict[str, Any]) -> Schedule:
         schedule = schedule_from_dict(data)
     except TypeError as err:
         raise ValueError(f"Bad schedule {data!r} ({err}). {_SPEC_FIX}") from None
-    except ValueError as err:
-        raise ValueError(f"{err} {_SPEC_FIX}") from None
     return schedule
 
 

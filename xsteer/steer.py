@@ -265,7 +265,8 @@ def steer(
         model, vectors, lam, layers=layers, scale=scale, operator=operator, positions=positions,
         schedule=schedule, check_model=check_model,
     )
-    if torch.as_tensor(lam).ndim == 0 and float(lam) == 0.0:
+    lam_t = _lam(lam)
+    if lam_t.ndim == 0 and float(lam_t) == 0.0:
         hooks = []  # λ = 0 leaves the model untouched, bit for bit
     with model.hooks(fwd_hooks=hooks):
         yield

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from xsteer.checks import as_int_list, as_real
+from xsteer.checks import as_count, as_int_list, as_real
 from xsteer.models import model_fingerprint
 from xsteer.steer import residual_norms
 from xsteer.vectors import SteeringVectors
@@ -89,12 +89,15 @@ def scale_factors(
 
 
 def model_shape(model: Any, d_model: int | None, n_layers: int | None) -> tuple[int | None, int | None]:
-    """(width, depth) of a bridge / HF model, else the explicit values."""
+    """(width, depth) of a bridge / HF model, else the explicit values (checked to be counts)."""
     if model is None:
-        return d_model, n_layers
+        return (None if d_model is None else as_count("d_model", d_model),
+                None if n_layers is None else as_count("n_layers", n_layers))
     cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
     d = getattr(cfg, "d_model", None) or getattr(cfg, "hidden_size", None)
     n = getattr(cfg, "n_layers", None) or getattr(cfg, "num_hidden_layers", None)
+    if d is None or n is None:
+        raise TypeError(f"model= must be a loaded bridge or Hugging Face model, not {type(model).__name__}.")
     return int(d), int(n)
 
 

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from xsteer.checks import as_real
-from xsteer.interop._raw import check_scale, model_label, relative_norms, scale_factors
+from xsteer.interop._raw import check_scale, model_label, model_shape, relative_norms, scale_factors
 from xsteer.models import Fingerprint, model_fingerprint
 from xsteer.vectors import SteeringVectors
 
@@ -134,15 +134,6 @@ def _load(path: Path) -> dict:
     return config
 
 
-def _model_shape(model: Any, d_model: int | None, n_layers: int | None, meta: dict) -> tuple[int | None, int | None]:
-    if model is not None:
-        cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
-        d = getattr(cfg, "d_model", None) or getattr(cfg, "hidden_size", None)
-        n = getattr(cfg, "n_layers", None) or getattr(cfg, "num_hidden_layers", None)
-        return int(d), int(n)
-    return d_model, n_layers if n_layers is not None else meta.get("n_layers")
-
-
 def from_lm_eval(
     path: str | Path,
     *,
@@ -208,7 +199,8 @@ def from_lm_eval(
     if len(widths) > 1:
         raise ValueError(f"{path}: vectors of different widths {widths}; one file must steer one model.")
     width = widths[0]
-    want_d, depth = _model_shape(model, d_model, n_layers, meta)
+    want_d, depth = model_shape(model, d_model, n_layers)
+    depth = meta.get("n_layers") if depth is None else depth
     target = repr(model_label(model)) if model is not None else "the model"
     if want_d is not None and want_d != width:
         raise ValueError(
