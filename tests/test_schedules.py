@@ -9,7 +9,7 @@ import torch
 from xsteer.models import tiny_model
 from xsteer.plain import plain_view
 from xsteer.schedules import (
-    Band, Constant, PerLayer, Ramp, RelativeNorm, schedule_from_dict, search_band,
+    Band, Constant, PerLayer, Ramp, schedule_from_dict, search_band,
 )
 from xsteer.steer import relative_size, residual_norms, steering_hooks
 from xsteer.vectors import SteeringVectors
@@ -34,8 +34,6 @@ def test_multipliers_by_hand(model):
     assert Band(1, 2, 3.0).multipliers(model, layers) == {0: 0.0, 1: 3.0, 2: 3.0, 3: 0.0}
     assert Ramp(0.0, 1.5).multipliers(model, layers) == pytest.approx({0: 0.0, 1: 0.5, 2: 1.0, 3: 1.5})
     assert PerLayer({2: 4.0}).multipliers(model, layers) == {0: 0.0, 1: 0.0, 2: 4.0, 3: 0.0}
-    norms = residual_norms(model)
-    assert RelativeNorm(0.1).multipliers(model, [1]) == pytest.approx({1: 0.1 * norms[1]})
 
 
 def test_band_with_per_row_lambda_equals_hand_selected_layers(model):
@@ -58,7 +56,7 @@ def test_band_with_per_row_lambda_equals_hand_selected_layers(model):
 
 
 def test_json_round_trip_and_report(model):
-    for sched in (Constant(2.0), RelativeNorm(0.05), Band(0, 3, 1.5, 0.1), Ramp(1.0, 0.0), PerLayer({1: 2.0}, 0.5)):
+    for sched in (Constant(2.0), Band(0, 3, 1.5, 0.1), Ramp(1.0, 0.0), PerLayer({1: 2.0}, 0.5)):
         spec = json.loads(json.dumps(sched.report(model, [0, 1, 2, 3])))
         assert schedule_from_dict(spec) == sched
         assert len(spec["per_layer"]) == 4
@@ -73,6 +71,8 @@ def test_bad_input(model):
         steering_hooks(model, _vectors(model), 1.0, schedule=Band(2, 5))
     with pytest.raises(ValueError, match="Unknown schedule"):
         schedule_from_dict({"name": "cosine"})
+    with pytest.raises(ValueError, match="scale='relative'"):  # the removed duplicate of scale="relative"
+        schedule_from_dict({"name": "relative_norm", "value": 0.1})
 
 
 def test_search_finds_known_optimum_within_budget():

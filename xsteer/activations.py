@@ -4,20 +4,86 @@
 ``resid_states`` hands back whole (batch, seq, d) states of an encoded batch (token-aligned anchors,
 residual norms). Both run the transformer blocks only (no unembedding) and stop after the last layer
 they need.
+
+Reading and steering never combine silently: inside :func:`unsteered` every xsteer steering hook
+stands aside (a measurement of the model itself, such as the residual norms behind
+``scale="relative"``, is never taken under steering), and ``collect_activations`` warns when
+steering hooks acted on the activations it read.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+import contextlib
+import contextvars
+import warnings
+from dataclasses import dataclass
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from xsteer.models import d_model, n_layers, resid_post_hook
+from xsteer.checks import as_count, as_int_list, as_texts
+from xsteer.models import check_bridge, d_model, n_layers, resid_post_hook
 
-__all__ = ["check_layers", "collect_activations", "encode", "resid_states", "run_trunk"]
+__all__ = [
+    "check_layers", "collect_activations", "encode", "resid_states", "run_trunk", "steering_allowed", "unsteered",
+]
+
+
+@dataclass
+class _Reading:
+    """A read in progress: ``inert`` steering hooks pass through; ``steered``: one acted anyway."""
+
+    inert: bool
+    steered: bool = False
+
+
+_READING: contextvars.ContextVar[_Reading | None] = contextvars.ContextVar("xsteer_reading", default=None)
+
+
+@contextlib.contextmanager
+def unsteered() -> Iterator[None]:
+    """Forward passes inside run as if no xsteer steering were active: every steering hook passes
+    its input through unchanged (for measurements of the model itself)."""
+    token = _READING.set(_Reading(inert=True))
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
+@contextlib.contextmanager
+def _watched() -> Iterator[_Reading]:
+    """Notes whether a steering hook acts on the passes inside (inert stays inert)."""
+    outer = _READING.get()
+    reading = _Reading(inert=outer is not None and outer.inert)
+    token = _READING.set(reading)
+    try:
+        yield reading
+    finally:
+        _READING.reset(token)
+
+
+def _warn_if_steered(reading: _Reading, who: str) -> None:
+    if reading.steered:
+        warnings.warn(
+            f"{who} read the model under active steering hooks (inside `with steer(...)`): these are the "
+            "steered model's activations. Fix: call it outside the steer block to read the model itself.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def steering_allowed() -> bool:
+    """Asked by every steering hook before it acts: False inside :func:`unsteered` (the hook must
+    return its input unchanged); inside a read it also notes that steering acted."""
+    reading = _READING.get()
+    if reading is None:
+        return True
+    reading.steered = reading.steered or not reading.inert
+    return not reading.inert
 
 
 def check_layers(model, layers: Sequence[int] | None) -> list[int]:
@@ -25,7 +91,9 @@ def check_layers(model, layers: Sequence[int] | None) -> list[int]:
     total = n_layers(model)
     if layers is None:
         return list(range(total))
-    layers = sorted(set(int(l) for l in layers))
+    layers = sorted(set(as_int_list("layers", layers, distinct=False)))
+    if not layers:
+        raise ValueError("layers=[] selects no layer. Fix: pass the layers to read, or None for every block.")
     bad = [l for l in layers if not 0 <= l < total]
     if bad:
         raise ValueError(
@@ -37,7 +105,10 @@ def check_layers(model, layers: Sequence[int] | None) -> list[int]:
 
 def encode(model, texts: Sequence[str]) -> dict[str, torch.Tensor]:
     """Tokenize a batch with padding and return ids, mask and mask-consistent position ids."""
-    enc = model.tokenizer(list(texts), return_tensors="pt", padding=True)
+    texts = as_texts("texts", texts)
+    if not texts:
+        raise ValueError("encode got no texts; pass at least one.")
+    enc = model.tokenizer(texts, return_tensors="pt", padding=True)
     mask = enc["attention_mask"]
     device = model.cfg.device
     return {
@@ -57,6 +128,8 @@ def run_trunk(model, enc: dict[str, torch.Tensor], hooks: list, stop_after: int)
     Activation reads need no logits, and for large vocabularies the unembedding is a big share of
     the cost (Gemma-3: 262k x 640).
     """
+    if not 0 <= int(stop_after) < n_layers(model):
+        raise ValueError(f"stop_after={stop_after} is not a block of {model.cfg.model_name} (0..{n_layers(model) - 1}).")
 
     def stop(x, hook):
         raise _Stop
@@ -81,15 +154,38 @@ def collect_activations(
 ) -> dict[int, Float[torch.Tensor, "n d"]]:
     """``resid_post`` of each text at its last real token (or averaged over real tokens), per layer.
 
-    Padding side does not matter: batched results equal one-text-at-a-time results.
+    Padding side does not matter: batched results equal one-text-at-a-time results. Run inside
+    ``with steer(...)`` it reads the steered model and warns.
     """
+    check_bridge(model, "collect_activations")
     if pooling not in ("last", "mean"):
         raise ValueError(f"pooling must be 'last' or 'mean', not {pooling!r}.")
+    texts = as_texts("texts", texts)
     if not texts:
         raise ValueError("collect_activations got no texts; pass at least one.")
+    batch_size = as_count("batch_size", batch_size)
     layers = check_layers(model, layers)
     # Sort by length so batches pad little; results are put back in input order.
     lengths = [len(model.tokenizer(t)["input_ids"]) for t in texts]
+    empty = [i for i, n in enumerate(lengths) if n == 0]
+    if empty:
+        raise ValueError(
+            f"texts {empty[:5]} are empty: they have no token to read (this tokenizer adds no BOS). "
+            "Fix: drop empty texts."
+        )
+    with _watched() as reading:
+        out = _collect(model, texts, layers, lengths, pooling, batch_size, progress)
+    _warn_if_steered(reading, "collect_activations")
+    for l in layers:
+        if not torch.isfinite(out[l]).all():
+            raise FloatingPointError(
+                f"Non-finite activations at layer {l} of {model.cfg.model_name}; load the model in "
+                "float32 (load_model(..., dtype=torch.float32)) or check the inputs."
+            )
+    return out
+
+
+def _collect(model, texts, layers, lengths, pooling, batch_size, progress) -> dict[int, torch.Tensor]:
     order = np.argsort(lengths, kind="stable")
     out = {l: torch.empty(len(texts), d_model(model), dtype=torch.float32) for l in layers}
     batches = range(0, len(texts), batch_size)
@@ -112,12 +208,6 @@ def collect_activations(
         run_trunk(model, enc, hooks, stop_after=layers[-1])
         for l in layers:
             out[l][torch.as_tensor(idx)] = store[l]
-    for l in layers:
-        if not torch.isfinite(out[l]).all():
-            raise FloatingPointError(
-                f"Non-finite activations at layer {l} of {model.cfg.model_name}; load the model in "
-                "float32 (load_model(..., dtype=torch.float32)) or check the inputs."
-            )
     return out
 
 
@@ -133,5 +223,7 @@ def resid_states(model, enc: dict[str, torch.Tensor], layers: Sequence[int]) -> 
         return x
 
     hooks = [(resid_post_hook(l), lambda x, hook, l=l: grab(x, hook, l)) for l in layers]
-    run_trunk(model, enc, hooks, stop_after=layers[-1])
+    with _watched() as reading:
+        run_trunk(model, enc, hooks, stop_after=layers[-1])
+    _warn_if_steered(reading, "resid_states")
     return store

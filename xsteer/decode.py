@@ -17,6 +17,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 import torch
 from jaxtyping import Int
 
+from xsteer.checks import as_count, as_real
 from xsteer.plain import PlainView, sliding_window
 from xsteer.positions import Layout, layout
 
@@ -37,6 +38,11 @@ class Sampling:
 
     temperature: float
     seed: int
+
+    def __post_init__(self) -> None:
+        fix = "sample at a finite temperature > 0 (e.g. 0.7), with an integer seed >= 0."
+        object.__setattr__(self, "temperature", as_real("temperature", self.temperature, fix, positive=True))
+        object.__setattr__(self, "seed", as_count("seed", self.seed, 0))
 
 
 def propose(
@@ -195,6 +201,7 @@ def decode(
     drafts from rows already yielded); its prompts run in a pass of their own, then its rows join
     the running batch. ``sampling`` draws instead of taking the argmax (and ignores drafts).
     """
+    max_new_tokens = as_count("max_new_tokens", max_new_tokens)
     generator = None
     if sampling is not None:
         generator = torch.Generator(device=view.device).manual_seed(sampling.seed)

@@ -9,6 +9,7 @@ of the model (``xsteer.plain``); greedy generation verifies the neighbouring λ'
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections import Counter
@@ -19,12 +20,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from xsteer.checks import as_count, as_real
 from xsteer.choices import ChoiceTrie, tree_attention_mask
 from xsteer.decode import Group, Sampling, decode
-from xsteer.operators import Operator
+from xsteer.models import check_bridge, model_fingerprint, n_layers
+from xsteer.operators import Operator, operator_from_spec
 from xsteer.plain import plain_view, sliding_window
 from xsteer.positions import Layout, Positions, check_positions, layout
 from xsteer.records import Record, RecordStore, prompt_hash
+from xsteer.schedules import Schedule, check_depth, schedule_from_spec
 from xsteer.steer import Scale, steering_hooks
 from xsteer.tasks import Example, Task
 from xsteer.vectors import SteeringVectors
@@ -40,15 +44,25 @@ PAPER_LAMBDAS: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(1, 10
 )
 
 
-def check_lambdas(lambdas: Sequence[float]) -> list[float]:
-    """A validated, sorted, de-duplicated λ grid."""
-    grid = sorted({float(x) for x in lambdas})
+def _grid(lambdas: Sequence[float]) -> list[float]:
+    """The finite λ values of ``lambdas``, each once, in the order given (a string or a lone number
+    is refused)."""
+    if isinstance(lambdas, (str, bytes)) or not isinstance(lambdas, (Sequence, np.ndarray, torch.Tensor, set)):
+        raise TypeError(f"The λ grid must be a list of numbers such as [0.01, 0.1, 1], not {lambdas!r}.")
+    values = lambdas.tolist() if hasattr(lambdas, "tolist") else list(lambdas)
+    grid = list(dict.fromkeys(as_real("λ", x, "pass finite numbers, e.g. [0.01, 0.1, 1].") for x in values))
     if not grid:
         raise ValueError("The λ grid is empty; pass e.g. --lambdas 0.01,0.05,0.1 (or use the paper's grid).")
+    return grid
+
+
+def check_lambdas(lambdas: Sequence[float]) -> list[float]:
+    """A validated, sorted, de-duplicated λ grid of the protocol (finite, >= 0)."""
+    grid = sorted(_grid(lambdas))
     if any(x < 0 for x in grid):
         raise ValueError(
             f"λ values must be >= 0 (got {[x for x in grid if x < 0]}); steer the other way by "
-            "negating the vectors, not λ."
+            "negating the vectors (-vectors), not λ."
         )
     return grid
 
@@ -90,7 +104,12 @@ class Evaluator:
     length in characters). ``prefix_cache`` reuses the KV cache of the task's shared few-shot
     prefix across the examples of a batch (both modes). Records already in ``store`` are never
     recomputed. ``operator``, ``positions`` and ``schedule`` are passed to ``steering_hooks``
-    (default: add λ·v at every position of every layer).
+    (default: add λ·v at every position of every layer); ``check_model=False`` lets vectors of
+    another model of the same shape steer this one.
+
+    A condition name stands for one setting (model, vectors, scale, operator, positions, schedule,
+    scoring) in its store: sweeping it again with another setting is refused, since the stored
+    records would answer for it.
     """
 
     def __init__(
@@ -105,19 +124,37 @@ class Evaluator:
         max_new_tokens: int | None = None,
         prefix_cache: bool = True,
         progress: bool = True,
-        operator: Operator | None = None,
+        operator: Operator | str | None = None,
         positions: Positions = "all",
-        schedule=None,
+        schedule: Schedule | str | None = None,
+        check_model: bool = True,
     ):
+        check_bridge(model, "Evaluator")
+        if not all(hasattr(task, a) for a in ("mode", "prompt", "is_correct", "split")) or task.mode not in ("generate", "loglik"):
+            raise TypeError(
+                f"Evaluator needs a task (xsteer.tasks.load_task(name), or an object like xsteer.tasks.Task), "
+                f"not {type(task).__name__}."
+            )
+        if scale not in ("absolute", "relative"):
+            raise ValueError(f"scale must be 'absolute' or 'relative', not {scale!r}.")
+        if store is not None and not isinstance(store, RecordStore):
+            raise TypeError(f"store must be an xsteer.records.RecordStore, not {type(store).__name__}.")
+        if operator is not None and not isinstance(operator, Operator):
+            operator = operator_from_spec(operator)
+        if schedule is not None and not isinstance(schedule, Schedule):
+            schedule = schedule_from_spec(schedule)
+        if schedule is not None:
+            check_depth(schedule, n_layers(model))
         self.model = model
         self.operator, self.schedule = operator, schedule
         self.positions = check_positions(positions, task.mode)
         self.task = task
         self.scale = scale
-        self.batch_size = batch_size
+        self.batch_size = as_count("batch_size", batch_size)
         self.store = store if store is not None else RecordStore()
-        self.loglik_norm = loglik_norm
-        self.max_new_tokens = max_new_tokens or task.max_new_tokens
+        self.loglik_norm = bool(loglik_norm)
+        self.check_model = bool(check_model)
+        self.max_new_tokens = task.max_new_tokens if max_new_tokens is None else as_count("max_new_tokens", max_new_tokens)
         self.prefix_cache = prefix_cache
         self.progress = progress
         self.tokenizer = model.tokenizer
@@ -134,12 +171,19 @@ class Evaluator:
         vectors: SteeringVectors | None,
         lambdas: Sequence[float],
     ) -> dict[float, list[Record]]:
-        """Evaluate every example at every λ; returns λ -> records in example order."""
-        if not examples:
-            raise ValueError(f"No examples to evaluate for split {split!r}; check the task's splits.")
+        """Evaluate every example at every λ; returns λ -> records in example order (each λ once, in
+        the order given; negative λ steers the other way)."""
+        examples = self._examples(examples, split)
+        for name, value in (("split", split), ("condition", condition)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string, not {value!r}.")
+        lambdas = _grid(lambdas)
         if vectors is None and any(l != 0 for l in lambdas):
             raise ValueError("Non-zero λ needs steering vectors; pass vectors or lambdas=[0.0].")
-        lambdas = [float(l) for l in lambdas]
+        if vectors is not None:
+            steering_hooks(self.model, vectors, 0.0, scale=self.scale, operator=self.operator,
+                           positions=self.positions, schedule=self.schedule, check_model=self.check_model)
+        self.store.claim(condition, self._setting(vectors))
         self._run(_grid_rows(examples, lambdas), split, condition, vectors)
         return {
             lam: [self.store[(split, condition, ex.id, lam, 0)] for ex in examples] for lam in lambdas
@@ -153,6 +197,11 @@ class Evaluator:
         Generate mode samples whole generations. Log-likelihood mode samples choices from
         softmax(summed log-prob / temperature) of the unsteered scores, which costs no extra forward.
         """
+        examples = self._examples(examples, split)
+        n = as_count("n", n)
+        temperature = as_real("temperature", temperature, "sample at a temperature > 0, e.g. 0.7.", positive=True)
+        seed = as_count("seed", seed, 0)
+        self.store.claim("self_consistency", self._setting(None, sampling=(temperature, seed)))
         if self.task.mode == "generate":
             rows = [_Row(ex, 0.0, s) for ex in examples for s in range(n)]
             sampling = {"temperature": temperature, "seed": seed}
@@ -170,6 +219,46 @@ class Evaluator:
                     records.append(self._record(row, split, "self_consistency", "", label, label))
             self.store.add(records)
         return [[self.store[(split, "self_consistency", ex.id, 0.0, s)] for s in range(n)] for ex in examples]
+
+    # ------------------------------------------------------------------ checks
+
+    @staticmethod
+    def _examples(examples, split) -> list[Example]:
+        """A non-empty list of Examples with distinct ids (records are kept per id)."""
+        if isinstance(examples, Example) or isinstance(examples, (str, bytes)) or not isinstance(examples, Sequence):
+            raise TypeError(f"examples must be a list of Examples (task.split(...)), not {type(examples).__name__}.")
+        if not examples:
+            raise ValueError(f"No examples to evaluate for split {split!r}; check the task's splits.")
+        bad = [e for e in examples if not isinstance(e, Example)]
+        if bad:
+            raise TypeError(f"examples must hold xsteer.tasks.Example items, not {type(bad[0]).__name__}.")
+        twice = sorted({i for i, c in Counter(e.id for e in examples).items() if c > 1})
+        if twice:
+            raise ValueError(
+                f"Examples share ids {twice[:3]}; records are kept per id, so one would answer for the other. "
+                "Fix: give every example its own id."
+            )
+        return list(examples)
+
+    def _setting(self, vectors, sampling: tuple | None = None) -> str:
+        """What a condition's records answer: the model, the vectors with how they steer, the scoring."""
+        fingerprint = model_fingerprint(self.model)
+        setting = {
+            "model": [str(self.model.cfg.model_name), None if fingerprint is None else str(fingerprint)],
+            "task": [getattr(self.task, "name", type(self.task).__name__), self.task.mode],
+            "scoring": [self.loglik_norm, self.max_new_tokens, sampling],
+        }
+        if vectors is not None:
+            digest = hashlib.sha256()
+            for l in vectors.layers:
+                digest.update(f"{l}:".encode())
+                digest.update(vectors[l].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            setting["steering"] = [
+                digest.hexdigest()[:16], float(getattr(vectors, "gain", 1.0)), self.scale,
+                None if self.operator is None else self.operator.to_dict(), self.positions,
+                None if self.schedule is None else self.schedule.to_dict(),
+            ]
+        return json.dumps(setting, sort_keys=True, default=str)
 
     # ------------------------------------------------------------------ engine
 
@@ -228,9 +317,9 @@ class Evaluator:
     def _hooks(self, vectors, lams: list[float]):
         if vectors is None or all(l == 0 for l in lams):
             return []
-        return steering_hooks(
+        return steering_hooks(  # checked against the model once, in sweep
             self.model, vectors, torch.tensor(lams), scale=self.scale, operator=self.operator,
-            positions=self.positions, schedule=self.schedule,
+            positions=self.positions, schedule=self.schedule, check_model=False,
         )
 
     def _record(self, row: _Row, split, condition, prompt: str, output: str, pred, meta=None) -> Record:

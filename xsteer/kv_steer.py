@@ -15,7 +15,9 @@ from typing import Literal, Sequence
 
 import torch
 
+from xsteer.checks import as_count, as_int_list, as_real
 from xsteer.contrast import ContrastPair
+from xsteer.models import check_bridge, n_layers
 from xsteer.plain import plain_view
 
 __all__ = ["KVVectors", "apply_kv_steering", "extract_kv_vectors", "kv_generate"]
@@ -27,6 +29,19 @@ class KVVectors:
 
     keys: dict[int, torch.Tensor]
     values: dict[int, torch.Tensor]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.keys, dict) or not isinstance(self.values, dict) or not self.keys:
+            raise TypeError("KVVectors needs two non-empty dicts layer -> (kv heads, head dim) tensor: keys and values.")
+        if sorted(self.keys) != sorted(self.values):
+            raise ValueError(f"KVVectors has keys at layers {sorted(self.keys)} but values at {sorted(self.values)}.")
+        for l in self.keys:
+            k, v = torch.as_tensor(self.keys[l]), torch.as_tensor(self.values[l])
+            if k.ndim != 2 or k.shape != v.shape:
+                raise ValueError(f"KV vectors of layer {l} have shapes {tuple(k.shape)} and {tuple(v.shape)}; "
+                                 "both must be (kv heads, head dim).")
+            if not (torch.isfinite(k).all() and torch.isfinite(v).all()):
+                raise ValueError(f"KV vectors of layer {l} hold NaN or infinite values; extract them again.")
 
     @property
     def layers(self) -> list[int]:
@@ -49,8 +64,18 @@ def _prefill(view, ids: torch.Tensor):
 @torch.inference_mode()
 def extract_kv_vectors(model, pairs: Sequence[ContrastPair], layers: Sequence[int] | None = None) -> KVVectors:
     """Mean over pairs of (positive − negative) cached key and value at each text's last token."""
+    check_bridge(model, "extract_kv_vectors")
+    if isinstance(pairs, (str, ContrastPair)) or not isinstance(pairs, Sequence):
+        raise TypeError(f"pairs must be a list of ContrastPair(positive, negative), not {type(pairs).__name__}.")
     if not pairs:
         raise ValueError("extract_kv_vectors needs at least one contrast pair.")
+    if not all(isinstance(p, ContrastPair) for p in pairs):
+        raise TypeError("pairs must hold ContrastPair(positive, negative) items (xsteer.contrast).")
+    if layers is not None:
+        layers = as_int_list("layers", layers)
+        outside = [l for l in layers if not 0 <= l < n_layers(model)]
+        if not layers or outside:
+            raise ValueError(f"layers {layers} must name blocks of {model.cfg.model_name} (0..{n_layers(model) - 1}).")
     view, tok = plain_view(model), model.tokenizer
     sums_k: dict[int, torch.Tensor] = {}
     sums_v: dict[int, torch.Tensor] = {}
@@ -78,7 +103,13 @@ def apply_kv_steering(
     (or of every prompt position: the last ``prompt_len`` entries) at every steered layer."""
     if positions not in ("last", "all"):
         raise ValueError(f"positions must be 'last' or 'all', not {positions!r}.")
-    if len(cache.layers) <= max(vectors.layers):
+    if not isinstance(vectors, KVVectors):
+        raise TypeError(f"vectors must be KVVectors (extract_kv_vectors), not {type(vectors).__name__}.")
+    fix = "pass finite strengths, e.g. c_keys=0.0, c_values=4.0."
+    c_keys, c_values = as_real("c_keys", c_keys, fix), as_real("c_values", c_values, fix)
+    if prompt_len is not None:
+        prompt_len = as_count("prompt_len", prompt_len)
+    if min(vectors.layers) < 0 or len(cache.layers) <= max(vectors.layers):
         raise ValueError(f"The KV vectors name layer {max(vectors.layers)} but the cache has {len(cache.layers)} layers.")
     for l in vectors.layers:
         layer = cache.layers[l]
@@ -99,6 +130,14 @@ def kv_generate(
     max_new_tokens: int, positions: Literal["last", "all"] = "last",
 ) -> list[int]:
     """Greedy tokens after ``prompt`` with its cache steered once after prefill (no per-step hook)."""
+    check_bridge(model, "kv_generate")
+    if isinstance(prompt, (str, bytes)) or not isinstance(prompt, Sequence) or not prompt:
+        raise TypeError(
+            f"prompt must be a non-empty list of token ids, not {prompt!r}. Fix: model.tokenizer(text)['input_ids']."
+        )
+    if not all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        raise TypeError("prompt must hold integer token ids. Fix: model.tokenizer(text)['input_ids'].")
+    max_new_tokens = as_count("max_new_tokens", max_new_tokens)
     view = plain_view(model)
     ids = torch.tensor([list(prompt)], device=view.device)
     cache, logits = _prefill(view, ids)

@@ -20,23 +20,30 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
+
+from xsteer.checks import as_count, check_device
 
 __all__ = [
     "EMBEDDED",
     "EmbeddedModel",
     "ModelCache",
+    "Fingerprint",
     "TINY_ARCHS",
     "cache_dir",
+    "check_bridge",
     "check_model_spec",
     "d_model",
     "default_device",
     "embedded_gguf_path",
     "load_model",
+    "model_fingerprint",
     "n_layers",
     "gguf_adds_bos",
     "resid_post_hook",
     "set_prepend_bos",
+    "spec_name",
     "tiny_model",
     "tokenizer_adds_bos",
 ]
@@ -57,6 +64,124 @@ def n_layers(model) -> int:
 def d_model(model) -> int:
     """Residual-stream width of a bridge."""
     return int(model.cfg.d_model)
+
+
+def check_bridge(model, who: str) -> None:
+    """Raise TypeError unless ``model`` is a loaded bridge (what ``load_model`` returns)."""
+    cfg = getattr(model, "cfg", None)
+    if not (hasattr(model, "hooks") and hasattr(cfg, "d_model") and hasattr(cfg, "n_layers")):
+        raise TypeError(
+            f"{who} needs a model loaded with xsteer.models.load_model (a TransformerLens TransformerBridge), "
+            f"not {type(model).__name__}. Fix: model = xsteer.models.load_model(spec) (or tiny_model(...) in tests)."
+        )
+
+
+# --------------------------------------------------------------------------- identity
+
+#: Config fields that fix a model's shape; hashed into its fingerprint (names of a Hugging Face text config).
+_SHAPE_FIELDS = (
+    "model_type", "hidden_size", "num_hidden_layers", "vocab_size", "num_attention_heads",
+    "num_key_value_heads", "intermediate_size", "head_dim",
+)
+#: Weight values sampled per embedding matrix into a fingerprint.
+_SAMPLES = 32
+#: Cosine between two weight samples above which they are one model (another dtype or quantisation
+#: moves it a little; models trained apart, even from the same shape, sit near 0).
+_SAME_WEIGHTS = 0.9
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A cheap identity of a model: a hash of its shape-defining config and a fixed sample of its
+    embedding and output-head weights (read in microseconds, even on a 14B model).
+
+    Two fingerprints match when the configs agree and the weight samples point the same way (cosine
+    >= 0.9), so the same model in another dtype or quantisation still matches, while another model of
+    the same width and depth does not.
+    """
+
+    config: str
+    weights: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, str) or not self.config:
+            raise ValueError(f"A fingerprint's config must be a non-empty hash string, not {self.config!r}.")
+        values = tuple(float(w) for w in self.weights)
+        if not all(np.isfinite(values)):
+            raise ValueError("A fingerprint's weight sample must hold finite numbers; re-create it with model_fingerprint(model).")
+        object.__setattr__(self, "weights", values)
+
+    def matches(self, other: Fingerprint) -> bool:
+        """Whether ``other`` identifies the same model."""
+        if self.config != other.config or len(self.weights) != len(other.weights):
+            return False
+        a, b = np.asarray(self.weights), np.asarray(other.weights)
+        scale = float(np.linalg.norm(a) * np.linalg.norm(b))
+        if scale == 0.0:
+            return bool(np.array_equal(a, b))
+        return float(a @ b) / scale >= _SAME_WEIGHTS
+
+    def to_dict(self) -> dict:
+        return {"config": self.config, "weights": list(self.weights)}
+
+    @classmethod
+    def from_dict(cls, data) -> Fingerprint:
+        """A fingerprint from :meth:`to_dict` output (a ``Fingerprint`` is returned as it is)."""
+        if isinstance(data, Fingerprint):
+            return data
+        if not isinstance(data, dict) or set(data) != {"config", "weights"}:
+            raise ValueError(
+                f"A model fingerprint is a dict with keys 'config' and 'weights' (Fingerprint.to_dict()), not {data!r}."
+            )
+        return cls(data["config"], tuple(data["weights"]))
+
+    def __str__(self) -> str:
+        digest = hashlib.sha256(np.asarray(self.weights, dtype=np.float16).tobytes()).hexdigest()
+        return f"{self.config[:8]}/{digest[:8]}"
+
+
+def model_fingerprint(model) -> Fingerprint | None:
+    """The :class:`Fingerprint` of a bridge or Hugging Face model; None for an object without
+    weights to read (e.g. a stand-in that only has ``cfg``)."""
+    hf = getattr(model, "original_model", model)
+    config = getattr(hf, "config", None)
+    if config is None or not hasattr(hf, "get_input_embeddings"):
+        return None
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    shape = {k: getattr(text, k, None) for k in _SHAPE_FIELDS}
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    matrices = []
+    for module in (hf.get_input_embeddings(), hf.get_output_embeddings()):
+        weight = getattr(module, "weight", None)
+        if weight is not None and weight.device.type != "meta" and all(weight is not m for m in matrices):
+            matrices.append(weight)
+    weights: list[float] = []
+    with torch.no_grad():
+        for w in matrices:
+            flat = w.detach().reshape(-1)
+            picks = np.random.default_rng(flat.numel()).integers(0, flat.numel(), _SAMPLES)
+            values = flat[torch.as_tensor(picks, device=flat.device)].double().cpu().tolist()
+            weights += [float(f"{v:.6g}") for v in values]
+    return Fingerprint(digest, tuple(weights))
+
+
+def spec_name(spec: str | os.PathLike) -> str | None:
+    """The ``cfg.model_name`` that ``load_model(spec)`` gives, where the spec fixes it (embedded
+    names, ``tiny:`` specs, GGUF files, folders); None for hub ids and anything else."""
+    spec_str = str(spec)
+    if spec_str in EMBEDDED:
+        return spec_str
+    if spec_str.startswith(TINY_PREFIX):
+        try:
+            return _tiny_name(*_parse_tiny(spec_str))
+        except ValueError:
+            return None
+    path = Path(spec_str).expanduser()
+    if path.suffix == ".gguf":
+        return path.stem
+    if path.is_dir():
+        return path.name
+    return None
 
 
 def cache_dir() -> Path:
@@ -318,6 +443,13 @@ def load_model(
     lm-evaluation-harness do (for a GGUF: its ``tokenizer.ggml.add_bos_token``; SmolLM2 adds no BOS,
     Gemma does); ``True`` / ``False`` force BOS on / off for every path that tokenizes plain text.
     """
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"load_model needs a model spec (a name, path or hub id as a string), not {type(spec).__name__}.")
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.float32, not {dtype!r}.")
+    if prepend_bos not in (None, True, False):
+        raise TypeError(f"prepend_bos must be None (the model's default), True or False, not {prepend_bos!r}.")
+    check_device(device)
     spec_str = str(spec)
     device = device or default_device()
     if spec_str.startswith(TINY_PREFIX):  # random-weight test models, e.g. tiny:llama:3:64:0
@@ -442,7 +574,10 @@ def tiny_model(
     BOS unless ``prepend_bos=False``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if n_layers < 1 or d_model < 16 or d_model % 16:
+    if arch not in TINY_ARCHS:
+        raise ValueError(f"Unknown tiny architecture {arch!r}; choose one of {TINY_ARCHS}.")
+    n_layers, seed = as_count("n_layers", n_layers), as_count("seed", seed, 0)
+    if as_count("d_model", d_model, 16) % 16:
         raise ValueError("tiny_model needs n_layers >= 1 and d_model a multiple of 16 (>= 16).")
     tok_dir = _tiny_tokenizer_dir()
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
@@ -451,9 +586,13 @@ def tiny_model(
         torch.manual_seed(seed)
         hf_model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     bridge = _boot(tok_dir, hf_model.to(device), tokenizer, device, prepend_bos)
-    extra = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
-    bridge.cfg.model_name = f"tiny-{arch}-L{n_layers}-d{d_model}-s{seed}{extra}"
+    bridge.cfg.model_name = _tiny_name(arch, n_layers, d_model, seed, overrides)
     return bridge
+
+
+def _tiny_name(arch: str, n_layers: int, d_model: int, seed: int, overrides: dict | None = None) -> str:
+    extra = "".join(f"-{k}={v}" for k, v in sorted((overrides or {}).items()))
+    return f"tiny-{arch}-L{n_layers}-d{d_model}-s{seed}{extra}"
 
 
 # --------------------------------------------------------------------------- the one model cache

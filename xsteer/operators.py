@@ -8,10 +8,12 @@ the schedule's factor) and ``lam`` a float or a (batch, 1, 1) tensor (one λ per
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 import torch
+
+from xsteer.checks import as_real
 
 __all__ = ["Add", "Clamp", "NormPreservingAdd", "Operator", "Project", "operator_from_dict", "operator_from_spec"]
 
@@ -68,6 +70,9 @@ class Clamp(Operator):
     def __post_init__(self):
         if self.value is None:
             raise ValueError("Clamp needs the value to set the projection to: pass Clamp(value=...).")
+        object.__setattr__(
+            self, "value", as_real("Clamp's value", self.value, "pass a finite number, e.g. Clamp(0.5).")
+        )
 
     def __call__(self, h, v, lam):
         u = _unit(v)
@@ -92,10 +97,15 @@ _OPERATORS = {cls.name: cls for cls in (Add, Project, Clamp, NormPreservingAdd)}
 
 def operator_from_dict(spec: dict[str, Any] | str) -> Operator:
     """An operator from ``to_dict()`` output or a bare name ("add", "project", "clamp", ...)."""
+    if not isinstance(spec, (str, dict)):
+        raise TypeError(f"operator_from_dict needs a dict such as {{'name': 'clamp', 'value': 0.5}} or a name, not {spec!r}.")
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = spec.pop("name", None)
     if name not in _OPERATORS:
         raise ValueError(f"Unknown steering operator {name!r}; choose one of {sorted(_OPERATORS)}.")
+    unknown = sorted(set(spec) - {f.name for f in fields(_OPERATORS[name])})
+    if unknown:
+        raise ValueError(f"The {name} operator has no fields {unknown}; write it as its to_dict() output.")
     return _OPERATORS[name](**spec)
 
 

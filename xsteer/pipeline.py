@@ -4,12 +4,13 @@ with controls on the same grid and items."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -113,12 +114,35 @@ class TransferConfig:
     schedule_budget: int = 30
 
     def __post_init__(self) -> None:
+        self._validate()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """A field changed after construction is checked (and normalised) as on construction; a bad
+        value is refused and leaves the config as it was."""
+        names = [f.name for f in fields(self)]
+        if name not in names and not name.startswith("_"):
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise AttributeError(f"TransferConfig has no field {name!r}; setting it would change nothing.{hint}")
+        if name not in names or name not in self.__dict__:  # first assignment, inside __init__
+            object.__setattr__(self, name, value)
+            return
+        old = self.__dict__[name]
+        object.__setattr__(self, name, value)
+        try:
+            self._validate()
+        except BaseException:
+            object.__setattr__(self, name, old)
+            raise
+
+    def _validate(self) -> None:
+        """Check every field (``_CHECKS``) and their combinations; store the canonical forms."""
         for name, check in _CHECKS.items():
             check(getattr(self, name))
-        self.lambdas = check_lambdas(self.lambdas)
-        self.operator = _operator_spec(operator_from_spec(self.operator))
+        object.__setattr__(self, "lambdas", check_lambdas(self.lambdas))
+        object.__setattr__(self, "operator", _operator_spec(operator_from_spec(self.operator)))
         if self.schedule is not None and self.schedule != "search":
-            self.schedule = schedule_from_spec(self.schedule).to_dict()
+            object.__setattr__(self, "schedule", schedule_from_spec(self.schedule).to_dict())
         _check_positions_for_mode(self.positions, self.task, self.task_mode)
         if self.scale == "relative" and max(self.lambdas) > 10:
             warnings.warn(
@@ -386,13 +410,59 @@ def run_transfer(
     ``force=True`` starts it over. The parent is loaded only when its vectors or the transfer still
     have to be computed, so a run folder carrying both runs where only the child fits.
     """
-    cfg = config or TransferConfig()
+    cfg = TransferConfig() if config is None else config
+    _check_run(cfg, models, parent_vectors)
     cache = models if isinstance(models, ModelCache) else ModelCache(models, device=cfg.device)
     if out_dir is None:
         return _Run(cfg, None, cache, progress, parent_vectors).result()
     defaults = asdict(TransferConfig())
     with RunFolder(out_dir, asdict(cfg), defaults, force=force) as folder:
         return _Run(cfg, folder, cache, progress, parent_vectors).result()
+
+
+def _check_run(cfg: TransferConfig, models, parent_vectors) -> None:
+    """run_transfer's inputs, before anything loads: the config once more (a field may have been
+    changed in place, e.g. ``cfg.lambdas.append(...)``), loaded models that are the models their
+    specs name, and parent vectors of the config's parent."""
+    if not isinstance(cfg, TransferConfig):
+        raise TypeError(f"run_transfer needs a TransferConfig, not {type(cfg).__name__}. Fix: TransferConfig(**settings).")
+    cfg._validate()
+    if models is not None and not isinstance(models, (dict, ModelCache)):
+        raise TypeError(f"models must be a dict spec -> loaded model, not {type(models).__name__}.")
+    given = models._given if isinstance(models, ModelCache) else dict(models or {})
+    for role, spec in (("parent", cfg.parent), ("child", cfg.child)):
+        expected, model = models_module.spec_name(spec), given.get(spec)
+        if model is None:
+            continue
+        models_module.check_bridge(model, f"models[{spec!r}]")
+        if expected is not None and model.cfg.model_name != expected:
+            raise ValueError(
+                f"models[{spec!r}] holds {model.cfg.model_name!r}, but the {role} spec {spec!r} names "
+                f"{expected!r}; the run folder would name one model and hold results of another. Fix: key each "
+                "loaded model by the spec that loads it, or leave it out of models= so that run_transfer loads it."
+            )
+    if parent_vectors is None:
+        return
+    if not isinstance(parent_vectors, SteeringVectors):
+        raise TypeError(f"parent_vectors must be SteeringVectors, not {type(parent_vectors).__name__}.")
+    parent, expected = given.get(cfg.parent), models_module.spec_name(cfg.parent)
+    mine = parent_vectors.fingerprint
+    if parent is not None:
+        theirs = models_module.model_fingerprint(parent)
+        shape = (models_module.d_model(parent), models_module.n_layers(parent))
+        wrong = (parent_vectors.d_model, parent_vectors.n_layers) != shape or (
+            mine is not None and theirs is not None and not mine.matches(theirs))
+        parent_id = f"{parent.cfg.model_name!r} (width {shape[0]}, {shape[1]} layers, fingerprint {theirs})"
+    else:
+        wrong = expected is not None and parent_vectors.model_name != expected
+        parent_id = repr(expected)
+    if wrong:
+        raise ValueError(
+            f"parent_vectors are not of the config's parent {cfg.parent!r}: they belong to "
+            f"{parent_vectors.model_name!r} (width {parent_vectors.d_model}, {parent_vectors.n_layers} layers, "
+            f"fingerprint {mine}), the parent is {parent_id}. Fix: pass the vectors extracted from that parent, "
+            "or set TransferConfig(parent=...) to their model."
+        )
 
 
 class _Run:

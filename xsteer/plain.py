@@ -152,12 +152,20 @@ def _build(bridge) -> PlainView:
     return PlainView(model=model, layers=layers, device=next(hf.parameters()).device)
 
 
-_VIEWS: "weakref.WeakKeyDictionary[nn.Module, PlainView]" = weakref.WeakKeyDictionary()
+_VIEWS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, PlainView]]" = weakref.WeakKeyDictionary()
+
+
+def _signature(bridge) -> tuple:
+    """What a view copies from its bridge: the parameter objects with their device and dtype (a
+    ``.to(...)`` casts buffers the view holds its own copies of; a replaced parameter is a new object)."""
+    return tuple((id(p), p.device, p.dtype) for p in bridge.original_model.parameters())
 
 
 def plain_view(bridge) -> PlainView:
-    """The plain view of ``bridge``, built once per bridge (again if the bridge changed device)."""
-    view = _VIEWS.get(bridge)
-    if view is None or view.device != next(bridge.original_model.parameters()).device:
-        view = _VIEWS[bridge] = _build(bridge)
-    return view
+    """The plain view of ``bridge``, built once per bridge, and again when its parameters changed
+    object, device or dtype."""
+    signature = _signature(bridge)
+    cached = _VIEWS.get(bridge)
+    if cached is None or cached[0] != signature:
+        cached = _VIEWS[bridge] = (signature, _build(bridge))
+    return cached[1]

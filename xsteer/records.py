@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,10 @@ class Record:
     sample: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam):
+            raise ValueError(f"A record's λ must be a finite number, not {self.lam!r}; it keys the record.")
+
     @property
     def key(self) -> tuple[str, str, str, float, int]:
         return (self.split, self.condition, self.example_id, float(self.lam), self.sample)
@@ -48,7 +53,10 @@ class RecordStore:
 
     def __init__(self, path: str | os.PathLike | None = None, *, fingerprint: str | None = None):
         self.path = Path(path) if path is not None else None
+        if self.path is not None and self.path.is_dir():
+            raise ValueError(f"{self.path} is a folder; a RecordStore needs a file path such as {self.path / 'records.jsonl'}.")
         self._records: dict[tuple, Record] = {}
+        self._settings: dict[str, str] = {}
         if self.path is not None and fingerprint is not None:
             self._check_fingerprint(fingerprint)
         if self.path is not None and self.path.exists():
@@ -83,14 +91,32 @@ class RecordStore:
                 f"{r.condition!r}). Fix: start over with --force (or a new --out)."
             )
 
+    def claim(self, condition: str, setting: str) -> None:
+        """Bind ``condition`` to ``setting`` (what its records answer: the model, the vectors and how
+        they steer, the scoring) for the life of this store; another setting under the same name is
+        refused, since the records kept for the first would be returned for it."""
+        held = self._settings.setdefault(condition, setting)
+        if held != setting:
+            raise ValueError(
+                f"Condition {condition!r} already holds records of another setting in this store (other "
+                "vectors, model, scale, operator, positions, schedule or scoring); reusing its name would "
+                "return those records. Fix: give this sweep its own condition name, or use a new RecordStore."
+            )
+
     def _load(self) -> None:
         raw = self.path.read_bytes()
         if raw and not raw.endswith(b"\n"):  # partial last line from an interrupted write
             raw = raw[: raw.rfind(b"\n") + 1]
             self.path.write_bytes(raw)
-        for line in raw.decode().splitlines():
+        for number, line in enumerate(raw.decode(errors="replace").splitlines(), 1):
             if line.strip():
-                rec = Record(**json.loads(line))
+                try:
+                    rec = Record(**json.loads(line))
+                except (ValueError, TypeError) as err:
+                    raise ValueError(
+                        f"{self.path}:{number} is not a record ({type(err).__name__}: {str(err)[:80]}); the file "
+                        "is not an xsteer records file or was edited. Fix: use another records file, or delete it."
+                    ) from None
                 self._records[rec.key] = rec
 
     def __contains__(self, key: tuple) -> bool:
@@ -107,6 +133,8 @@ class RecordStore:
 
     def add(self, records: Iterable[Record]) -> None:
         """Keep records and append them to the file, flushed to disk."""
+        if isinstance(records, Record):
+            raise TypeError("RecordStore.add takes a list of records; pass [record].")
         new = [r for r in records if r.key not in self._records]
         for r in new:
             self._records[r.key] = r

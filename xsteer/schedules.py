@@ -3,13 +3,28 @@ schedule), and a budgeted search for a band schedule on a validation objective."
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Mapping
+from numbers import Integral, Real
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
+from xsteer.checks import as_count, as_int_list, as_real
+
 __all__ = [
-    "Band", "Constant", "PerLayer", "Ramp", "RelativeNorm", "Schedule", "SearchResult",
+    "Band", "Constant", "PerLayer", "Ramp", "Schedule", "SearchResult",
     "check_depth", "schedule_from_dict", "schedule_from_spec", "search_band",
 ]
+
+_FIX = "schedule multipliers are finite numbers, e.g. Band(4, 6, strength=1.0)."
+
+
+def _number(schedule: str, name: str, value: Any) -> float:
+    return as_real(f"The {schedule} schedule's {name}", value, _FIX)
+
+
 
 
 def _depth(model) -> int:
@@ -49,24 +64,12 @@ class Constant(Schedule):
     value: float = 1.0
     name: ClassVar[str] = "constant"
 
+    def __post_init__(self):
+        object.__setattr__(self, "value", _number(self.name, "value", self.value))
+
     def multipliers(self, model, layers):
         _check(model, layers, self.name)
         return {l: float(self.value) for l in layers}
-
-
-@dataclass(frozen=True)
-class RelativeNorm(Schedule):
-    """``value`` × the layer's median residual norm (λ becomes a fraction of the stream)."""
-
-    value: float = 1.0
-    name: ClassVar[str] = "relative_norm"
-
-    def multipliers(self, model, layers):
-        from xsteer.steer import residual_norms
-
-        _check(model, layers, self.name)
-        norms = residual_norms(model)
-        return {l: float(self.value) * norms[l] for l in layers}
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,18 @@ class Band(Schedule):
     strength: float = 1.0
     outside: float = 0.0
     name: ClassVar[str] = "band"
+
+    def __post_init__(self):
+        for name in ("start", "width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Integral):
+                raise TypeError(f"A band's start and width are block counts (integers), not {name}={value!r}.")
+        if self.width < 1 or self.start < 0:
+            raise ValueError(f"A band needs start >= 0 and width >= 1, not start {self.start}, width {self.width}.")
+        object.__setattr__(self, "start", int(self.start))
+        object.__setattr__(self, "width", int(self.width))
+        for name in ("strength", "outside"):
+            object.__setattr__(self, name, _number(self.name, name, getattr(self, name)))
 
     def multipliers(self, model, layers):
         if self.width < 1:
@@ -96,6 +111,10 @@ class Ramp(Schedule):
     last: float = 1.0
     name: ClassVar[str] = "ramp"
 
+    def __post_init__(self):
+        for name in ("first", "last"):
+            object.__setattr__(self, name, _number(self.name, name, getattr(self, name)))
+
     def multipliers(self, model, layers):
         _check(model, layers, self.name)
         top = max(1, _depth(model) - 1)
@@ -111,7 +130,16 @@ class PerLayer(Schedule):
     name: ClassVar[str] = "per_layer"
 
     def __post_init__(self):
-        object.__setattr__(self, "values", {int(k): float(v) for k, v in self.values.items()})
+        if not isinstance(self.values, Mapping):
+            raise TypeError(f"PerLayer needs a dict layer -> multiplier, not {type(self.values).__name__}. Fix: PerLayer({{4: 1.0, 5: 0.5}}).")
+        keys = [int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k for k in self.values]
+        layers = as_int_list("PerLayer's layers", keys)
+        negative = sorted(l for l in layers if l < 0)
+        if negative:
+            raise ValueError(f"The per_layer schedule names negative layers {negative}; layers are 0-based block indices.")
+        values = {l: _number(self.name, f"multiplier at layer {l}", v) for l, v in zip(layers, self.values.values())}
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "default", _number(self.name, "default", self.default))
 
     def multipliers(self, model, layers):
         _check(model, [*layers, *self.values], self.name)
@@ -121,14 +149,21 @@ class PerLayer(Schedule):
         return {"name": self.name, "values": {str(k): v for k, v in self.values.items()}, "default": self.default}
 
 
-_SCHEDULES = {cls.name: cls for cls in (Constant, RelativeNorm, Band, Ramp, PerLayer)}
+_SCHEDULES = {cls.name: cls for cls in (Constant, Band, Ramp, PerLayer)}
 
 
 def schedule_from_dict(spec: dict[str, Any]) -> Schedule:
     """A schedule from ``to_dict()`` (or ``report()``) output."""
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"schedule_from_dict needs a dict such as {{'name': 'band', 'start': 4, 'width': 6}}, not {spec!r}.")
     spec = dict(spec)
     spec.pop("per_layer", None)
     name = spec.pop("name", None)
+    if name == "relative_norm":
+        raise ValueError(
+            "The relative_norm schedule is gone: it did what scale='relative' does. Fix: steer with "
+            "scale='relative' and a Constant(value) schedule (or none)."
+        )
     if name not in _SCHEDULES:
         raise ValueError(f"Unknown schedule {name!r}; choose one of {sorted(_SCHEDULES)}.")
     return _SCHEDULES[name](**spec)
@@ -145,10 +180,6 @@ def schedule_from_spec(spec: str | dict[str, Any]) -> Schedule:
     "constant:VALUE"), a JSON file of ``to_dict()`` output (or a run folder's schedule.json), a
     ``to_dict()`` dict or a ``Schedule``; checked as far as it can be without a model (widths, negative layers,
     finite numbers)."""
-    import json
-    import math
-    from pathlib import Path
-
     if isinstance(spec, Schedule):
         data = spec.to_dict()
     elif isinstance(spec, dict):
@@ -187,20 +218,6 @@ def schedule_from_spec(spec: str | dict[str, Any]) -> Schedule:
         schedule = schedule_from_dict(data)
     except TypeError as err:
         raise ValueError(f"Bad schedule {data!r} ({err}). {_SPEC_FIX}") from None
-    numbers = [v for k, v in schedule.to_dict().items() if k not in ("name", "values")]
-    if isinstance(schedule, PerLayer):
-        numbers += list(schedule.values.values())
-        if any(l < 0 for l in schedule.values):
-            raise ValueError(f"The per_layer schedule names negative layers {sorted(l for l in schedule.values if l < 0)}; "
-                             "layers are 0-based block indices.")
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in numbers):
-        raise ValueError(f"The schedule {data!r} holds a value that is not a finite number. {_SPEC_FIX}")
-    if isinstance(schedule, Band):
-        if not isinstance(schedule.start, int) or not isinstance(schedule.width, int):
-            raise ValueError(f"A band's start and width are block counts (integers), not {data!r}. {_SPEC_FIX}")
-        if schedule.width < 1 or schedule.start < 0:
-            raise ValueError(f"A band needs start >= 0 and width >= 1, not start {schedule.start}, width "
-                             f"{schedule.width}. {_SPEC_FIX}")
     return schedule
 
 
@@ -240,10 +257,16 @@ def search_band(
     evaluations. Starts from the middle third of the model at the median strength; each round
     tries every value of one coordinate with the others fixed, until a full round improves
     nothing or the budget is spent."""
-    if budget < 1 or not strengths:
-        raise ValueError("search_band needs budget >= 1 and at least one strength.")
-    widths = sorted(set(widths or range(1, n_layers + 1)))
-    strengths = sorted(set(float(s) for s in strengths))
+    if not callable(objective):
+        raise TypeError(f"search_band needs an objective function band -> score, not {type(objective).__name__}.")
+    n_layers = as_count("n_layers", n_layers)
+    budget = as_count("budget", budget)
+    if isinstance(strengths, (str, bytes)) or not isinstance(strengths, Sequence) or not strengths:
+        raise ValueError(f"search_band needs a non-empty list of strengths (λ values), not {strengths!r}.")
+    strengths = sorted({as_real("A strength", s, "pass finite λ values, e.g. strengths=[0.1, 0.5, 1].") for s in strengths})
+    widths = sorted(set(range(1, n_layers + 1) if widths is None else as_int_list("widths", widths, distinct=False)))
+    if not widths or not all(1 <= w <= n_layers for w in widths):
+        raise ValueError(f"widths must lie in 1..{n_layers} (the model's blocks), not {widths}.")
     scores: dict[Band, float] = {}
     history: list[tuple[Band, float]] = []
 
@@ -251,7 +274,13 @@ def search_band(
         if band not in scores:
             if len(scores) >= budget:
                 return None
-            scores[band] = float(objective(band))
+            value = objective(band)
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise ValueError(
+                    f"The objective returned {value!r} for {band}; it must return a finite number (e.g. a "
+                    "validation accuracy). Fix the objective."
+                )
+            scores[band] = float(value)
             history.append((band, scores[band]))
         return scores[band]
 

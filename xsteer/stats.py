@@ -135,7 +135,7 @@ def accuracy_ci(
 ) -> Estimate:
     """Accuracy with a ``1 - alpha`` percentile-bootstrap confidence interval."""
     x = _as_correct(correct, "correct")
-    _check_boot(n_boot, alpha)
+    _check_boot(n_boot, alpha, seed)
     n = x.size
     k = int(x.sum())
     rng = np.random.default_rng(seed)
@@ -153,7 +153,7 @@ def paired_bootstrap_delta(
 ) -> Estimate:
     """``mean(b) - mean(a)`` with a ``1 - alpha`` bootstrap CI; items are resampled jointly."""
     f = flips(a_correct, b_correct)
-    _check_boot(n_boot, alpha)
+    _check_boot(n_boot, alpha, seed)
     n = f.n
     concordant = f.both_right + f.both_wrong
     probs = np.array([f.wrong_to_right, f.right_to_wrong, concordant], dtype=float) / n
@@ -214,6 +214,11 @@ def compare(
     Every bootstrap uses ``seed`` afresh, so a condition's intervals do not depend on which other
     conditions are compared alongside it.
     """
+    if not isinstance(conditions, Mapping):
+        raise TypeError(
+            f"conditions must be a dict name -> per-item correctness, not {type(conditions).__name__}; "
+            "e.g. compare(base, {'steered': steered_correct})."
+        )
     base = _as_correct(baseline_correct, "baseline_correct")
     baseline = accuracy_ci(base, n_boot=n_boot, alpha=alpha, seed=seed)
     parts = {}
@@ -292,10 +297,12 @@ def _check_same_length(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -
         )
 
 
-def _check_boot(n_boot: int, alpha: float) -> None:
+def _check_boot(n_boot: int, alpha: float, seed: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}; e.g. seed=0.")
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}; e.g. n_boot=10_000.")
-    if not 0 < alpha < 1:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0 < alpha < 1:
         raise ValueError(
             f"alpha must lie strictly between 0 and 1, got {alpha!r}; e.g. alpha=0.05."
         )

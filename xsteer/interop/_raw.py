@@ -11,6 +11,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from xsteer.checks import as_count, as_int_list, as_real
+from xsteer.models import model_fingerprint
+from xsteer.steer import residual_norms
 from xsteer.vectors import SteeringVectors
 
 _UNIT_TOL = 1e-4  # as SteeringVectors'
@@ -31,8 +34,6 @@ def relative_norms(
                 f"scale='relative' {why} the model's median residual norm m_l; pass model= (the model the "
                 "vectors steer) or norms= (xsteer.steer.residual_norms(model))."
             )
-        from xsteer.steer import residual_norms
-
         norms = residual_norms(model)
     missing = [l for l in layers if l not in norms]
     if missing:
@@ -48,12 +49,14 @@ def scaled(
     model: Any = None,
     norms: Mapping[int, float] | None = None,
     layers: Sequence[int] | None = None,
+    check_model: bool = True,
 ) -> dict[int, torch.Tensor]:
-    """Raw vectors λ·c_l·v_l per layer (c_l = 1 for ``"absolute"``, m_l for ``"relative"``): what
-    xsteer's ``steer(model, vectors, lam, scale=scale)`` adds to ``blocks.{l}.hook_resid_post``."""
+    """Raw vectors λ·g·c_l·v_l per layer (g the vectors' gain; c_l = 1 for ``"absolute"``, m_l for
+    ``"relative"``): what xsteer's ``steer(model, vectors, lam, scale=scale)`` adds to
+    ``blocks.{l}.hook_resid_post``."""
     lam, factors = scale_factors(vectors, lam, scale=scale, model=model, norms=norms, layers=layers,
-                                 why="folds into each exported vector")
-    return {l: vectors[l] * (lam * c) for l, c in factors.items()}
+                                 why="folds into each exported vector", check_model=check_model)
+    return {l: vectors[l] * (lam * vectors.gain * c) for l, c in factors.items()}
 
 
 def scale_factors(
@@ -65,16 +68,18 @@ def scale_factors(
     norms: Mapping[int, float] | None,
     layers: Sequence[int] | None,
     why: str,
+    check_model: bool = True,
 ) -> tuple[float, dict[int, float]]:
     """(λ checked finite, c_l per exported layer): c_l = 1 for ``"absolute"``, m_l for ``"relative"``;
-    the vectors checked against ``model`` and for every requested layer."""
-    lam = float(lam)
-    if not math.isfinite(lam):
-        raise ValueError(f"λ must be a finite number, not {lam}.")
+    the vectors checked against ``model`` (their identity too, unless ``check_model=False``) and for
+    every requested layer."""
+    if not isinstance(vectors, SteeringVectors):
+        raise TypeError(f"Exports take xsteer SteeringVectors, not {type(vectors).__name__}.")
+    lam = as_real("λ", lam, "pass the strength to fold in, e.g. lam=0.5.")
     check_scale(scale)
     if model is not None:
-        vectors.check_compatible(model)
-    layers = list(vectors.layers if layers is None else layers)
+        vectors.check_compatible(model, check_model=check_model)
+    layers = list(vectors.layers if layers is None else as_int_list("layers", layers))
     missing = [l for l in layers if l not in vectors.directions]
     if missing:
         raise ValueError(f"No steering vector for layers {missing}; available: {vectors.layers}.")
@@ -84,12 +89,15 @@ def scale_factors(
 
 
 def model_shape(model: Any, d_model: int | None, n_layers: int | None) -> tuple[int | None, int | None]:
-    """(width, depth) of a bridge / HF model, else the explicit values."""
+    """(width, depth) of a bridge / HF model, else the explicit values (checked to be counts)."""
     if model is None:
-        return d_model, n_layers
+        return (None if d_model is None else as_count("d_model", d_model),
+                None if n_layers is None else as_count("n_layers", n_layers))
     cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
     d = getattr(cfg, "d_model", None) or getattr(cfg, "hidden_size", None)
     n = getattr(cfg, "n_layers", None) or getattr(cfg, "num_hidden_layers", None)
+    if d is None or n is None:
+        raise TypeError(f"model= must be a loaded bridge or Hugging Face model, not {type(model).__name__}.")
     return int(d), int(n)
 
 
@@ -138,7 +146,7 @@ def unscaled(
         raise ValueError(f"{path}: vectors of different widths {widths}; one {what} must steer one model.")
     width = widths[0]
     want_d, depth = model_shape(model, d_model, n_layers)
-    target = repr(model_name or model_label(model) or "the model")
+    target = repr(model_label(model)) if model is not None else "the model"
     if want_d is not None and want_d != width:
         raise ValueError(
             f"Width mismatch: {path} is a {width}-wide {what} but {target} is {want_d}-wide. Fix: export the "
@@ -177,5 +185,6 @@ def unscaled(
         n_layers=int(depth),
         method=method,
         provenance=provenance or {"source": f"{what} {path.name}"},
+        fingerprint=None if model is None else model_fingerprint(model),
     )
     return vectors, strengths

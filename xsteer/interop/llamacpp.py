@@ -98,6 +98,7 @@ def to_llamacpp(
     model: Any = None,
     norms: Mapping[int, float] | None = None,
     layers: Sequence[int] | None = None,
+    check_model: bool = True,
 ) -> Path:
     """Write ``vectors`` at strength ``lam`` as a llama.cpp control vector (λ folded in); return its path.
 
@@ -106,7 +107,7 @@ def to_llamacpp(
     needs ``model`` (or its ``norms``). A layer-0 vector is left out with a warning: llama.cpp cannot
     steer block 0 and refuses a file that has one.
     """
-    raw = scaled(vectors, lam, scale=scale, model=model, norms=norms, layers=layers)
+    raw = scaled(vectors, lam, scale=scale, model=model, norms=norms, layers=layers, check_model=check_model)
     keep = control_vector_layers(raw, path)
     return write_control_vector(path, {l: raw[l] for l in keep}, vectors.model_name)
 

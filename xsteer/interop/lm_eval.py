@@ -31,7 +31,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from xsteer.interop._raw import check_scale, relative_norms, scale_factors
+from xsteer.checks import as_real
+from xsteer.interop._raw import check_scale, model_label, model_shape, relative_norms, scale_factors
+from xsteer.models import Fingerprint, model_fingerprint
 from xsteer.vectors import SteeringVectors
 
 __all__ = ["HOOKPOINT", "from_lm_eval", "hookpoint", "lm_eval_config", "to_lm_eval"]
@@ -56,16 +58,19 @@ def lm_eval_config(
     model: Any = None,
     norms: Mapping[int, float] | None = None,
     layers: Sequence[int] | None = None,
+    check_model: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """The ``steered``-model dictionary: hookpoint ``layers.{l}`` → unit vector with coefficient
-    λ·c_l (c_l = 1 for ``scale="absolute"``, the median residual norm m_l for ``"relative"``)."""
+    λ·g·c_l (g the vectors' gain; c_l = 1 for ``scale="absolute"``, the median residual norm m_l for
+    ``"relative"``)."""
     lam, factors = scale_factors(vectors, lam, scale=scale, model=model, norms=norms, layers=layers,
-                                 why="folds into each coefficient")
+                                 why="folds into each coefficient", check_model=check_model)
     layers = list(factors)
     about = {
         "model_name": vectors.model_name, "d_model": vectors.d_model, "n_layers": vectors.n_layers,
         "method": vectors.method, "seed": vectors.seed, "data_hash": vectors.data_hash,
-        "provenance": vectors.provenance, "lam": lam, "scale": scale,
+        "provenance": vectors.provenance, "lam": lam, "gain": vectors.gain, "scale": scale,
+        "fingerprint": None if vectors.fingerprint is None else vectors.fingerprint.to_dict(),
     }
     config = {}
     for l in layers:
@@ -76,7 +81,7 @@ def lm_eval_config(
         }
         config[hookpoint(l)] = {
             "steering_vector": vectors[l].clone(),
-            "steering_coefficient": lam * factors[l],
+            "steering_coefficient": lam * vectors.gain * factors[l],
             "action": "add",
             "bias": None,
             "head_index": None,
@@ -94,6 +99,7 @@ def to_lm_eval(
     model: Any = None,
     norms: Mapping[int, float] | None = None,
     layers: Sequence[int] | None = None,
+    check_model: bool = True,
 ) -> Path:
     """Write ``vectors`` at strength ``lam`` as an lm-eval ``steered`` file (``.pt``); return its path.
 
@@ -101,7 +107,7 @@ def to_lm_eval(
     ``layers`` restricts the export (default: every layer with a vector). Evaluate with
     ``lm_eval --model steered --model_args pretrained=<HF folder>,steer_path=<path>``.
     """
-    config = lm_eval_config(vectors, lam, scale=scale, model=model, norms=norms, layers=layers)
+    config = lm_eval_config(vectors, lam, scale=scale, model=model, norms=norms, layers=layers, check_model=check_model)
     path = Path(path)
     if path.suffix not in (".pt", ".pth"):
         path = path.with_name(path.name + ".pt")  # lm-eval picks the loader by this suffix
@@ -126,15 +132,6 @@ def _load(path: Path) -> dict:
             "lm-eval steering file."
         )
     return config
-
-
-def _model_shape(model: Any, d_model: int | None, n_layers: int | None, meta: dict) -> tuple[int | None, int | None]:
-    if model is not None:
-        cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
-        d = getattr(cfg, "d_model", None) or getattr(cfg, "hidden_size", None)
-        n = getattr(cfg, "n_layers", None) or getattr(cfg, "num_hidden_layers", None)
-        return int(d), int(n)
-    return d_model, n_layers if n_layers is not None else meta.get("n_layers")
 
 
 def from_lm_eval(
@@ -189,7 +186,11 @@ def from_lm_eval(
             raise ValueError(
                 f"{path}: the vector at {key!r} has shape {tuple(vec.shape)}; expected (d_model,) or (1, d_model)."
             )
-        coef = float(info.get("steering_coefficient", 1.0))
+        coef = info.get("steering_coefficient", 1.0)
+        try:
+            coef = as_real(f"{path}: the steering_coefficient of {key!r}", coef, "re-export the file with a finite coefficient.")
+        except TypeError as err:
+            raise ValueError(str(err)) from None
         entries[layer] = (vec, coef)
         if isinstance(info.get(_META_KEY), str):
             metas[layer] = json.loads(info[_META_KEY])
@@ -198,8 +199,9 @@ def from_lm_eval(
     if len(widths) > 1:
         raise ValueError(f"{path}: vectors of different widths {widths}; one file must steer one model.")
     width = widths[0]
-    want_d, depth = _model_shape(model, d_model, n_layers, meta)
-    target = repr(model_name or meta.get("model_name") or "the model")
+    want_d, depth = model_shape(model, d_model, n_layers)
+    depth = meta.get("n_layers") if depth is None else depth
+    target = repr(model_label(model)) if model is not None else "the model"
     if want_d is not None and want_d != width:
         raise ValueError(
             f"Width mismatch: {path} holds {width}-wide vectors but {target} is {want_d}-wide. Fix: export the "
@@ -239,5 +241,13 @@ def from_lm_eval(
         explained_variance=per_layer("explained_variance"),
         sign_agreement=per_layer("sign_agreement"),
         provenance=meta.get("provenance", {"source": f"lm-eval steered file {path.name}"}),
+        fingerprint=_fingerprint(meta, model),
     )
     return vectors, strengths
+
+
+def _fingerprint(meta: dict, model: Any) -> Fingerprint | None:
+    """The identity of imported vectors: what an xsteer-written file recorded, else ``model``'s."""
+    if "model_name" in meta:
+        return None if meta.get("fingerprint") is None else Fingerprint.from_dict(meta["fingerprint"])
+    return None if model is None else model_fingerprint(model)

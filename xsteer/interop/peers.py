@@ -66,13 +66,14 @@ def to_repeng(
     model: Any = None,
     norms: Mapping[int, float] | None = None,
     layers: Sequence[int] | None = None,
+    check_model: bool = True,
 ) -> Path:
     """Write ``vectors`` at strength ``lam`` as the GGUF ``repeng.ControlVector.import_gguf`` reads;
     return its path. ``model_type`` (repeng's ``ControlVector.model_type``, the HF ``config.model_type``)
     defaults to ``model``'s, else the vectors' model name. In repeng:
     ``ControlModel(hf_model, layers).set_control(ControlVector.import_gguf(path), coeff=1.0)`` adds what
     ``steer(model, vectors, lam, scale=scale)`` adds."""
-    raw = scaled(vectors, lam, scale=scale, model=model, norms=norms, layers=layers)
+    raw = scaled(vectors, lam, scale=scale, model=model, norms=norms, layers=layers, check_model=check_model)
     if 0 in raw:
         warnings.warn(
             "The repeng file has a layer-0 vector (direction.0): repeng steers it, but llama.cpp refuses the "
@@ -118,11 +119,12 @@ def to_steering_vectors(
     model: Any = None,
     norms: Mapping[int, float] | None = None,
     layers: Sequence[int] | None = None,
+    check_model: bool = True,
 ) -> Path:
     """Write ``vectors`` at strength ``lam`` as ``steering_vectors.SteeringVector`` fields (``.pt``);
     return its path. In steering-vectors: ``with SteeringVector(**torch.load(path)).apply(hf_model):``
     (multiplier 1) adds what ``steer(model, vectors, lam, scale=scale)`` adds."""
-    raw = scaled(vectors, lam, scale=scale, model=model, norms=norms, layers=layers)
+    raw = scaled(vectors, lam, scale=scale, model=model, norms=norms, layers=layers, check_model=check_model)
     path = Path(path)
     if path.suffix not in (".pt", ".pth"):
         path = path.with_name(path.name + ".pt")

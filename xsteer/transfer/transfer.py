@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from xsteer.extract import sign_agreement, sign_vote
-from xsteer.models import d_model, n_layers
+from xsteer.models import Fingerprint, d_model, model_fingerprint, n_layers
 from xsteer.storage import read_pair, write_pair
 from xsteer.transfer import aligned, anchors
 from xsteer.transfer.adapters import DimAdapter, RidgeAdapter, make_adapter
@@ -33,16 +33,31 @@ _FORMAT = "xsteer.transfer"
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Name, width and depth of a model, as recorded with a fitted transfer."""
+    """Name, width, depth and identity (``xsteer.models.Fingerprint``; None in transfers saved before
+    it was kept) of a model, as recorded with a fitted transfer."""
 
     name: str
     d_model: int
     n_layers: int
+    fingerprint: Fingerprint | None = None
+
+    def __post_init__(self) -> None:
+        if self.fingerprint is not None:
+            object.__setattr__(self, "fingerprint", Fingerprint.from_dict(self.fingerprint))
 
     @classmethod
     def from_model(cls, model) -> ModelInfo:
         """Info of a TransformerLens bridge."""
-        return cls(str(model.cfg.model_name), d_model(model), n_layers(model))
+        return cls(str(model.cfg.model_name), d_model(model), n_layers(model), model_fingerprint(model))
+
+    def same_shape(self, other: ModelInfo) -> bool:
+        """Same name, width and depth."""
+        return (self.name, self.d_model, self.n_layers) == (other.name, other.d_model, other.n_layers)
+
+    def same_model(self, other: ModelInfo) -> bool:
+        """Same name, width and depth, and fingerprints that match where both are known."""
+        known = self.fingerprint is not None and other.fingerprint is not None
+        return self.same_shape(other) and (not known or self.fingerprint.matches(other.fingerprint))
 
     def __str__(self) -> str:
         return f"{self.name!r} (width {self.d_model}, {self.n_layers} layers)"
@@ -277,8 +292,8 @@ class Transfer:
         return {c: float(a.score_) for c, a in self.adapters_.items()}
 
     def _check_parent(self, vectors: SteeringVectors) -> None:
-        got = ModelInfo(vectors.model_name, vectors.d_model, vectors.n_layers)
-        if got != self.parent_:
+        got = ModelInfo(vectors.model_name, vectors.d_model, vectors.n_layers, vectors.fingerprint)
+        if not got.same_model(self.parent_):
             raise ValueError(
                 f"These vectors come from {got}, but this Transfer was fitted for parent {self.parent_} "
                 f"-> child {self.child_}. Fix: fit a Transfer on the vectors' model "
@@ -297,8 +312,10 @@ class Transfer:
         positive side projects higher, and its sign agreement is recorded.
         """
         self._check_fitted()
+        if not isinstance(parent_vectors, SteeringVectors):
+            raise TypeError(f"Transfer.apply needs the parent's SteeringVectors, not {type(parent_vectors).__name__}.")
         self._check_parent(parent_vectors)
-        pos, neg = child_pairs_acts if child_pairs_acts is not None else ({}, {})
+        pos, neg = self._pairs_acts(child_pairs_acts)
         directions, agreement, pairs = {}, {}, {}
         for c, p in self.layer_map_.mapping_.items():
             if p not in parent_vectors.directions:
@@ -339,7 +356,41 @@ class Transfer:
             data_hash=parent_vectors.data_hash,
             sign_agreement=agreement,
             provenance=self._provenance(parent_vectors, pairs),
+            gain=parent_vectors.gain,
+            fingerprint=self.child_.fingerprint,
         )
+
+    def _pairs_acts(self, child_pairs_acts) -> tuple[Acts, Acts]:
+        """(positive, negative) child pair activations, checked: a pair of layer -> (n_pairs, d_child)
+        mappings with the same layers and row counts, finite."""
+        if child_pairs_acts is None:
+            return {}, {}
+        if not isinstance(child_pairs_acts, (tuple, list)) or len(child_pairs_acts) != 2 or not all(
+            isinstance(a, Mapping) for a in child_pairs_acts
+        ):
+            raise TypeError(
+                "child_pairs_acts must be (positive, negative): two dicts layer -> (n_pairs, d_child) activations, "
+                "e.g. from collect_activations on the pairs' positive and negative texts."
+            )
+        pos, neg = child_pairs_acts
+        if sorted(pos) != sorted(neg):
+            raise ValueError(
+                f"child_pairs_acts: positive activations have layers {sorted(pos)}, negative ones {sorted(neg)}; "
+                "collect both sides at the same layers."
+            )
+        for c in pos:
+            p, n = torch.as_tensor(pos[c]), torch.as_tensor(neg[c])
+            if p.ndim == 2 and n.ndim == 2 and p.shape[0] != n.shape[0]:
+                raise ValueError(
+                    f"child_pairs_acts at layer {c}: {p.shape[0]} positive rows but {n.shape[0]} negative ones; "
+                    "row i of both must be the two sides of pair i."
+                )
+            if not (torch.isfinite(p).all() and torch.isfinite(n).all()):
+                raise ValueError(
+                    f"child_pairs_acts at layer {c} hold NaN or infinite values; their sign vote would flip the "
+                    "vector. Fix: collect them again (load the child in float32)."
+                )
+        return pos, neg
 
     def _provenance(self, parent_vectors: SteeringVectors, pairs: dict[int, int]) -> dict[str, Any]:
         layer_map = {k: v for k, v in self.layer_map_.to_dict().items() if k != "similarity"}
