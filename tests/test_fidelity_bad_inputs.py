@@ -149,6 +149,8 @@ CASES = [
     ("targeted map outside the child", lambda c: targeted_map([40], 18, 30), ValueError, ["outside the child", "0..29"]),
     ("targeted map empty", lambda c: targeted_map([], 18, 30), ValueError, ["at least one child layer"]),
     ("band width zero", lambda c: layer_bands(30, 0), ValueError, ["width", ">= 1"]),
+    ("a band outside the vectors", lambda c: steerable_layers(c.child, c.vecs(c.child, layers=[0, 1]), _letters,
+                                                              bands=[[1, 2]]), ValueError, ["no direction at layers [2]", "pick bands"]),
     ("an empty band", lambda c: steerable_layers(c.child, c.vecs(c.child), _letters, bands=[[]]), ValueError,
      ["at least one layer", "bands=None"]),
     # ---- identity of model and vectors

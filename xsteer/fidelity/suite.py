@@ -309,6 +309,12 @@ def fidelity_suite(
                                      about_tr, note))
             timing[f"{direction}:{concept.name}_s"] = time.perf_counter() - t1
     timing["total_s"] = time.perf_counter() - t0
+    steered = [r.steering for r in rows if r.steering is not None]
+    timing["generated_rows"] = sum(d.timing["rows"] for d in steered) + sum(len(d.prompts) for d in steered if d.prompting)
+    timing["side_effect_rows"] = sum(d.side_effects.n_items * (1 + len(d.side_effects.by_label))
+                                     for d in steered if d.side_effects is not None)
+    timing["where_rows"] = sum((len(w["bands"]) * len(cfg.where_lambdas) + 1) * cfg.where_prompts for w in where.values())
+    timing["rows_per_s"] = (timing["generated_rows"] + timing["side_effect_rows"] + timing["where_rows"]) / timing["total_s"]
     settings = {**asdict(cfg), "estimators": {n: repr(_fresh(s, n)) for n, s in specs.items()},
                 "hold_out": getattr(hold_out, "__name__", "concept_anchor_texts (leave_concept_out)"),
                 "directions": directions, "anchors": about, "judges": {c.name: c.to_dict()["judge"] for c in judged},

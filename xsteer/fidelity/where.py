@@ -88,6 +88,10 @@ def steerable_layers(
     bands = [sorted({int(l) for l in b}) for b in (bands or layer_bands(child_own.n_layers, width, stride))]
     if not bands or not all(bands):
         raise ValueError("Every band needs at least one layer; pass bands=[[24, 25, 26], ...] or leave bands=None.")
+    missing = sorted({l for b in bands for l in b} - set(child_own.layers))
+    if missing:
+        raise ValueError(f"The child_own vectors have no direction at layers {missing} (they have {child_own.layers}); "
+                         "pick bands inside them, or extract vectors at every layer.")
     sets = {f"band{b[0]}-{b[-1]}": child_own.select(b) for b in bands}
     base, curves, _ = run_curves(child, sets, judge, prompts, lambdas, max_new_tokens=max_new_tokens, chat=chat,
                                  batch_size=batch_size)
