@@ -128,3 +128,6 @@ def test_model_strength_matches_sklearn_on_tiny_model():
         assert layer.auroc.low <= layer.auroc.value <= layer.auroc.high
     assert s.holds == (s.best.auroc.value >= 0.7 and s.best.auroc.low > 0.5)
     assert (s.flag == "") == s.holds
+    (line,) = s.plot().data  # the result draws its per-layer AUROC
+    assert list(line.x) == [0, 1] and list(line.y) == [l.auroc.value for l in s.layers]
+    assert f"{s.layers[0].auroc.value:.3f}" in s._repr_html_()

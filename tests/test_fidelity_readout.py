@@ -134,7 +134,7 @@ def _result(delta):
 
 
 def test_report_flags_a_concept_the_parent_does_not_hold(tmp_path):
-    from analysis.fidelity import readout_figure
+    from xsteer.figures import readout_figure
     from xsteer.fidelity import write_report
 
     held, not_held = _result(5.0), _result(0.0)
@@ -156,6 +156,8 @@ def test_report_flags_a_concept_the_parent_does_not_hold(tmp_path):
     names = [t.name for t in fig.data]
     assert "child_own" in names and sum(n.startswith("transferred") for n in names if n) == 2
     assert len({t.line.dash for t in fig.data if t.name and t.name.startswith("transferred")}) == 2  # greyscale-readable
+    assert held.plot().to_dict() == fig.to_dict()
+    assert "<table" in held._repr_html_() and "does NOT hold" in not_held._repr_html_()
 
 
 @pytest.mark.real

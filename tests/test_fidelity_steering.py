@@ -161,7 +161,7 @@ def test_dose_response_self_efficiency_is_one_and_random_band(tiny):
 
 
 def test_dose_response_figure_series_equal_data(tiny):
-    from analysis.dose_response import dose_response_figure
+    from xsteer.figures import dose_response_figure
 
     own = _vectors(tiny, 4)
     res = dose_response(tiny, {"transferred": _vectors(tiny, 5), "child_own": own,
@@ -176,6 +176,9 @@ def test_dose_response_figure_series_equal_data(tiny):
         np.testing.assert_allclose(lines[name].y, rows["shift"])
     bands = [tr for tr in fig.data if tr.fill == "toself"]
     assert len(bands) == 3  # a CI band per non-random kind, the 5–95% band of the random directions
+    assert res.plot().to_dict() == fig.to_dict()  # the result draws itself with the same figure
+    html = res._repr_html_()
+    assert "<table" in html and f"{res.budget:.3f}" in html
 
 
 def test_where_bands_and_targeted_map():

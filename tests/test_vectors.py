@@ -278,3 +278,12 @@ def test_gguf_export_without_layer_zero_does_not_warn(tmp_path, recwarn):
 def test_gguf_export_of_only_layer_zero_raises(tmp_path):
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="layers >= 1"):
         _vectors(layers=(0,)).to_gguf(tmp_path / "cv.gguf")
+
+
+def test_vectors_show_and_plot_their_per_layer_quality():
+    v = _vectors(explained_variance={0: 0.5, 1: 0.25, 3: 0.125}, sign_agreement={0: 0.75, 1: 1.0, 3: 0.5})
+    evr, agree = (t for t in v.plot().data)
+    assert list(evr.x) == [0, 1, 3] and list(evr.y) == [0.5, 0.25, 0.125]
+    assert list(agree.y) == [0.75, 1.0, 0.5]
+    html = v._repr_html_()
+    assert "<table>" in html and "0.250" in html and "3 of" in html

@@ -360,7 +360,7 @@ def fidelity(
     wrong-concept and few-pair child-own directions, per concept, child layer, layer map and adapter,
     averaged over all child layers; flags concepts the parent does not hold."""
     from analysis.export import save_figure
-    from analysis.fidelity import readout_figure
+    from xsteer.figures import readout_figure
     from xsteer.fidelity import cached_model_acts, default_anchor_texts, fidelity_from_acts, write_report
     from xsteer.fidelity.readout import check_anchor_mode
     from xsteer.fidelity.report import format_summary_table
@@ -487,7 +487,7 @@ def steering_fidelity_cmd(
     see a vector (VADER, lingua, or yours via --judge) with the child's NLL as fluency cost."""
     import json
 
-    from analysis.dose_response import dose_response_figure
+    from xsteer.figures import dose_response_figure
     from analysis.export import save_figure
     from xsteer.fidelity.dose import check_budget, check_lambda_grid
     from xsteer.fidelity.readout import check_anchor_mode

@@ -6,6 +6,8 @@ room imports no result type, so every result's ``.plot()`` can call it).
   λ-robustness curves), with CI bands, the baseline and the random-direction band.
 - ``relative_perturbation_figure``: ‖λ·v_l‖ / ‖h_l‖ per layer.
 - ``vector_profile``: a vector set's explained variance and sign agreement per layer.
+- ``readout_figure``: held-out AUROC by child layer for one concept of a readout-fidelity result.
+- ``dose_response_figure``: concept shift (or NLL cost) against λ for every vector kind of a dose-response.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ __all__ = [
     "KindStyle",
     "LEGEND_BELOW",
     "accuracy_vs_lambda",
+    "dose_response_figure",
+    "readout_figure",
     "relative_perturbation_figure",
     "rgba",
+    "strength_figure",
     "style_of",
     "vector_profile",
 ]
@@ -55,6 +60,8 @@ STYLES: dict[str, KindStyle] = {
     "child_own": KindStyle("child's own vector", "#E69F00", "dashdot", "square", "/"),
     "random": KindStyle("random directions", "#7F7F7F", "dot", "x", "x"),
     "self_consistency": KindStyle("self-consistency", "#009E73", "longdash", "diamond", "."),
+    "mapped_random": KindStyle("mapped random directions", "#D55E00", "dot", "cross", "+"),
+    "wrong_concept": KindStyle("wrong concept", "#CC79A7", "longdashdot", "triangle-up", "|"),
 }
 _OTHER = qualitative.Dark2
 _CHILD_SYMBOLS = ("circle", "triangle-up", "star", "hexagon", "cross", "pentagon")
@@ -370,6 +377,30 @@ def _largest_lambda_sizes(result) -> tuple[float, dict[int, float]] | None:
     return lam_max, {l: lam_max / n for l, n in norms.items()}
 
 
+def strength_figure(strength) -> go.Figure:
+    """A ``ConceptStrength``: held-out AUROC [95% CI] of a model's own vector at every layer, the layer
+    chosen on train pairs marked, chance at 0.5."""
+    layers = [s.layer for s in strength.layers]
+    est = [s.auroc for s in strength.layers]
+    st = STYLES["child_own"]
+    fig = go.Figure(go.Scatter(
+        x=layers, y=[e.value for e in est], mode="lines+markers", name="held-out AUROC",
+        line=dict(color=st.colour, width=2.5), marker=dict(symbol=st.symbol, size=7),
+        error_y=dict(type="data", symmetric=False, array=[e.high - e.value for e in est],
+                     arrayminus=[e.value - e.low for e in est], thickness=1, width=2),
+    ))
+    fig.add_hline(y=0.5, line=dict(color="grey", width=1))
+    best = strength.best
+    fig.add_vline(x=best.layer, line=dict(color="black", dash="dot", width=1))
+    holds = "holds" if strength.holds else "does NOT hold"
+    fig.update_layout(
+        template="simple_white", width=800, height=420, yaxis=dict(range=[0, 1.02], title="held-out AUROC (95% CI)"),
+        xaxis=dict(title=f"layer of {strength.model}"),
+        title=f"{strength.model} {holds} '{strength.concept}' (best layer on train pairs: {best.layer})",
+    )
+    return fig
+
+
 def vector_profile(vectors) -> go.Figure:
     """Per layer of a vector set (``SteeringVectors``): PC1 explained variance and held-out sign
     agreement (0.5 = chance), the two numbers that say whether a layer's vector is worth steering with."""
@@ -387,4 +418,101 @@ def vector_profile(vectors) -> go.Figure:
     fig.update_yaxes(showline=True, linecolor="black", ticks="outside")
     fig.update_layout(template="simple_white", width=900, height=380,
                       title=f"{vectors.method} vectors of {vectors.model_name} ({len(layers)} layers)")
+    return fig
+
+
+# ---------------------------------------------------------------------------- fidelity
+
+_PALETTE = qualitative.D3
+_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot", "5px,2px,1px,2px")
+_SYMBOLS = ("square", "diamond", "triangle-up", "x", "triangle-down", "star")
+
+
+def readout_figure(result, concept: str) -> go.Figure:
+    """Held-out AUROC by child layer for ``concept`` of a ``FidelityResult``: the child's own vector, the
+    transferred vector of every (layer map, adapter), and the random-direction null as a shaded 5–95%
+    band with its median. Kinds differ by colour and by dash and marker (readable in greyscale)."""
+    found = [c for c in result.concepts if c.concept.name == concept]
+    if not found:
+        raise ValueError(f"No concept {concept!r} in this result; it has {[c.concept.name for c in result.concepts]}.")
+    c = found[0]
+    layers = [r.layer for r in c.child_layers]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=layers, y=[r.random.p95 for r in c.child_layers], mode="lines",
+                             line=dict(width=0), showlegend=False, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=layers, y=[r.random.p05 for r in c.child_layers], mode="lines", line=dict(width=0),
+                             fill="tonexty", fillcolor="rgba(128,128,128,0.3)",
+                             name=f"random 5–95% ({c.child_layers[0].random.n} directions)"))
+    fig.add_trace(go.Scatter(x=layers, y=[r.random.p50 for r in c.child_layers], mode="lines",
+                             line=dict(color="grey", dash="dot", width=1), name="random median"))
+    fig.add_trace(go.Scatter(
+        x=layers, y=[r.child_own.value for r in c.child_layers], mode="lines+markers", name="child_own",
+        line=dict(color=STYLES["child_own"].colour, width=2.5), marker=dict(symbol="circle", size=6),
+        error_y=dict(type="data", symmetric=False, array=[r.child_own.high - r.child_own.value for r in c.child_layers],
+                     arrayminus=[r.child_own.value - r.child_own.low for r in c.child_layers], thickness=1, width=2),
+    ))
+    kinds = list(dict.fromkeys((t.layer_map, t.adapter) for t in c.transferred))
+    for i, (lm, ad) in enumerate(kinds):
+        ts = sorted((t for t in c.transferred if (t.layer_map, t.adapter) == (lm, ad)), key=lambda t: t.child_layer)
+        fig.add_trace(go.Scatter(
+            x=[t.child_layer for t in ts], y=[t.auroc.value for t in ts], mode="lines+markers",
+            name=f"transferred {lm} + {ad}",
+            line=dict(color=STYLES["transferred"].colour if i == 0 else _PALETTE[i % len(_PALETTE)],
+                      dash=_DASHES[i % len(_DASHES)], width=2),
+            marker=dict(symbol=_SYMBOLS[i % len(_SYMBOLS)], size=7),
+            error_y=dict(type="data", symmetric=False, array=[t.auroc.high - t.auroc.value for t in ts],
+                         arrayminus=[t.auroc.value - t.auroc.low for t in ts], thickness=1, width=2),
+        ))
+    holds = "holds" if c.parent.holds else "does NOT hold"
+    fig.update_layout(
+        title=f"Readout of '{concept}' in {result.child} (parent {result.parent} {holds} it)",
+        xaxis_title="child layer", yaxis_title="held-out AUROC (95% CI)", template="plotly_white",
+        yaxis=dict(range=[0, 1.02]), legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
+        width=900, height=560,
+    )
+    fig.add_hline(y=0.5, line=dict(color="grey", width=1))
+    return fig
+
+
+_BANDS = ("random", "mapped_random")
+_Y = {"shift": ("shift", "shift_low", "shift_high", "concept shift vs. unsteered"),
+      "nll_increase": ("nll_increase", "nll_low", "nll_high", "NLL increase (nats / token)")}
+
+
+def dose_response_figure(result, y: str = "shift") -> go.Figure:
+    """A ``DoseResponse``: ``y`` ("shift" or "nll_increase") against λ (log axis); single-vector kinds
+    (transferred, child_own, wrong_concept, child_own on k pairs) as lines with 95% bootstrap CI bands
+    over prompts, many-vector kinds (random, mapped_random) as their mean with a 5–95% band across
+    directions. Kinds differ by colour, dash and marker (readable in greyscale)."""
+    if y not in _Y:
+        raise ValueError(f"y must be one of {sorted(_Y)}, not {y!r}.")
+    col, lo, hi, title = _Y[y]
+    table = result.table()
+    fig = go.Figure()
+    group = [kind if k is None or k != k else f"{kind}:{int(k)}" for kind, k in zip(table["kind"], table["k"])]
+    for i, key in enumerate(dict.fromkeys(group)):
+        rows = table[[g == key for g in group]]
+        kind, _, k = key.partition(":")
+        st = style_of(kind)
+        name, colour, dash, marker = kind, st.colour, st.dash, st.symbol
+        if k:
+            name, dash = f"child_own on {k} pairs", _DASHES[i % len(_DASHES)]
+        x = rows["lam"].tolist()
+        if kind in _BANDS and y == "shift":
+            name = f"{name} (mean of {int(rows['n_vectors'].iloc[0])})"
+            low, high, band = rows["shift_p05"].tolist(), rows["shift_p95"].tolist(), f"{kind} 5–95%"
+        else:
+            low, high, band = rows[lo].tolist(), rows[hi].tolist(), f"{name} 95% CI"
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=high + low[::-1], fill="toself", fillcolor=rgba(colour, 0.3 if kind in _BANDS else 0.15),
+                                 line=dict(width=0), name=band, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=x, y=rows[col].tolist(), mode="lines+markers", name=name,
+                                 line=dict(color=colour, dash=dash, width=2.5), marker=dict(symbol=marker, size=8)))
+    fig.add_hline(y=0, line=dict(color="grey", width=1))
+    fig.update_layout(
+        title=f"{result.concept or result.judge} in {result.child}: steering at layers "
+        f"{result.layers[0]}–{result.layers[-1]} ({len(result.prompts)} prompts)",
+        xaxis=dict(title="λ (fraction of the median residual norm)", type="log"),
+        yaxis=dict(title=f"{title} [{result.judge} judge]" if y == "shift" else title),
+        template="simple_white", legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
+    )
     return fig

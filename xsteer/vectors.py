@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from xsteer.checks import as_count, as_int_list, as_real
+from xsteer.figures import vector_profile
 from xsteer.models import Fingerprint, model_fingerprint
 from xsteer.steer import steer
 from xsteer.storage import read_pair, write_pair
@@ -288,6 +289,23 @@ class SteeringVectors:
         takes its options (``layers``, ``scale``, ``operator``, ``positions``, ``schedule``,
         ``check_model``)."""
         return steer(model, self, lam, **options)
+
+    # ------------------------------------------------------------------ display
+
+    def plot(self):
+        """PC1 explained variance and held-out sign agreement per layer (plotly)."""
+        return vector_profile(self)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{l}</td><td>{self.explained_variance.get(l, float('nan')):.3f}</td>"
+            f"<td>{self.sign_agreement.get(l, float('nan')):.2f}</td></tr>"
+            for l in self.layers
+        )
+        gain = "" if self.gain == 1.0 else f", gain {self.gain:g}"
+        return (f"<b>{self.method} vectors of {self.model_name}</b> (width {self.d_model}, {len(self)} of "
+                f"{self.n_layers} layers{gain})<table><tr><th>layer</th><th>PC1 explained variance</th>"
+                f"<th>held-out sign agreement</th></tr>{rows}</table>")
 
     # ------------------------------------------------------------------ compatibility
 

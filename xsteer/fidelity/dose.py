@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from xsteer.figures import dose_response_figure
 from xsteer.concepts.base import Concept, JudgeLike
 from xsteer.evaluate import Evaluator, check_lambdas
 from xsteer.fidelity.judges import completion_nll, distinct_n, make_judge
@@ -561,6 +562,18 @@ class DoseResponse:
     def budget(self) -> float:
         """The NLL increase (nats/token) at which every kind is compared."""
         return self.comparison.budget
+
+    def plot(self, y: str = "shift"):
+        """Concept shift (``y="shift"``) or NLL cost (``"nll_increase"``) against λ for every vector
+        kind, with CI bands and the random directions' 5–95% band (plotly)."""
+        return dose_response_figure(self, y)
+
+    def _repr_html_(self) -> str:
+        eff = self.efficiency
+        head = (f"<b>{self.concept or self.judge} in {self.child}</b>, layers {self.layers[0]}–{self.layers[-1]}, "
+                f"{len(self.prompts)} prompts; NLL budget {self.budget:.3f}; efficiency "
+                + ("–" if eff is None else f"{eff.value:.2f} [{eff.low:.2f}, {eff.high:.2f}]"))
+        return head + self.table().to_html(index=False, float_format=lambda x: f"{x:.3f}")
 
     @property
     def efficiency(self) -> Estimate | None:

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from xsteer.figures import readout_figure
 from xsteer.activations import collect_activations
 from xsteer.concepts import Concept, load_concept
 from xsteer.extract import fit_direction, random_vectors, sign_agreement, sign_vote
@@ -273,6 +274,16 @@ class FidelityResult:
     settings: dict[str, Any]
     timing: dict[str, float] = field(default_factory=dict)
     steering: Any = None
+
+    def plot(self, concept: str | None = None):
+        """Held-out AUROC by child layer for ``concept`` (default: the first): child_own, every
+        transferred vector, the random-direction band (plotly)."""
+        return readout_figure(self, concept or self.concepts[0].concept.name)
+
+    def _repr_html_(self) -> str:
+        head = f"<b>Readout fidelity {self.parent} → {self.child}</b>"
+        flags = "".join(f"<br>⚠ {f}" for f in self.flags)
+        return head + flags + self.table().to_html(index=False, float_format=lambda x: f"{x:.3f}")
 
     @property
     def flags(self) -> list[str]:

@@ -65,6 +65,17 @@ class SteeringFidelity:
 
         return pd.DataFrame([headline_row(r) for r in self.results])
 
+    def plot(self, concept: str | None = None, y: str = "shift"):
+        """The dose-response figure of ``concept`` (default: the first), see :meth:`DoseResponse.plot`."""
+        found = [r for r in self.results if concept in (None, r.concept)]
+        if not found:
+            raise ValueError(f"No concept {concept!r} here; this result has {[r.concept for r in self.results]}.")
+        return found[0].plot(y)
+
+    def _repr_html_(self) -> str:
+        head = f"<b>Steering fidelity {self.parent} → {self.child}</b>"
+        return head + self.table().to_html(index=False, float_format=lambda x: f"{x:.3f}")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable fields."""
         return {"parent": self.parent, "child": self.child, "results": [r.to_dict() for r in self.results],

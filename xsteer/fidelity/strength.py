@@ -17,6 +17,7 @@ from scipy.stats import rankdata
 
 from xsteer.activations import collect_activations
 from xsteer.extract import fit_direction, sign_agreement
+from xsteer.figures import strength_figure
 from xsteer.stats import Estimate
 
 __all__ = [
@@ -156,6 +157,17 @@ class ConceptStrength:
             f"{self.model} does NOT hold {self.concept!r}: best-layer (L{self.best.layer}) held-out AUROC "
             f"{self.best.auroc} (needs >= {HOLD_AUROC} with CI above 0.5); nothing reliable to transfer."
         )
+
+    def plot(self):
+        """Held-out AUROC [CI] of the model's own vector per layer (plotly)."""
+        return strength_figure(self)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{s.layer}</td><td>{s.auroc.value:.3f} [{s.auroc.low:.3f}, {s.auroc.high:.3f}]</td>"
+                       f"<td>{s.sign_agreement:.2f}</td></tr>" for s in self.layers)
+        verdict = "holds" if self.holds else "does NOT hold"
+        return (f"<b>{self.model} {verdict} {self.concept!r}</b> (best layer on train pairs: {self.best.layer})"
+                f"<table><tr><th>layer</th><th>held-out AUROC [95% CI]</th><th>sign agreement</th></tr>{rows}</table>")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable fields plus ``best_layer`` and ``holds``."""
