@@ -271,6 +271,9 @@ def test_readout_with_prefitted_transfers_equals_fitting_inside(ctx):
     got = [t.auroc.value for t in reused.concepts[0].transferred]
     want = [t.auroc.value for t in inside.concepts[0].transferred]
     assert len(got) == 3 and got == pytest.approx(want)
+    (one,) = transfers.values()  # a single fitted Transfer needs no dict around it
+    alone = readout_fidelity(ctx.parent, ctx.child, [concept], transfers=one, n_random=20, n_boot=50, n_mapped_random=2)
+    assert [t.auroc.value for t in alone.concepts[0].transferred] == pytest.approx(got)
 
 
 def test_a_single_concept_name_is_a_list_of_one():

@@ -672,7 +672,7 @@ def readout_fidelity(
     *,
     layer_maps: Sequence[Any] = ("greedy", "proportional"),
     adapters: Sequence[Any] = ("ridge", "procrustes"),
-    transfers: Mapping[tuple[str, str], Any] | None = None,
+    transfers: Transfer | Mapping[tuple[str, str], Any] | None = None,
     anchor_texts: Sequence[str] | None = None,
     anchor_mode: str = "leave_concept_out",
     n: int = 256,
@@ -687,10 +687,12 @@ def readout_fidelity(
     k_pairs: Sequence[int] = (4, 16),
 ) -> FidelityResult:
     """Readout fidelity of ``parent`` -> ``child`` (loaded models) for each concept and each
-    (layer map, adapter); pass fitted ``transfers`` ({(layer map, adapter): Transfer}) to reuse them
-    instead of fitting, or ``anchor_texts`` to replace the default anchors (see
-    :func:`default_anchor_texts`; ``anchor_mode`` as in :func:`fidelity_from_acts`)."""
+    (layer map, adapter); pass a fitted ``Transfer`` (or several, {(layer map, adapter): Transfer}) as
+    ``transfers`` to read through it instead of fitting, or ``anchor_texts`` to replace the default
+    anchors (see :func:`default_anchor_texts`; ``anchor_mode`` as in :func:`fidelity_from_acts`)."""
     t0 = time.perf_counter()
+    if isinstance(transfers, Transfer):
+        transfers = {(_label(transfers.layer_map), _label(transfers.adapter)): transfers}
     if isinstance(concepts, (str, Concept)):
         concepts = [concepts]
     concepts = [c if isinstance(c, Concept) else load_concept(c, n=n, seed=seed, data_dir=data_dir) for c in concepts]
