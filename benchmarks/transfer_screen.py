@@ -90,7 +90,8 @@ def fit_variant(name, parent, child, corpus, keep, max_rows, mapping):
     tasks_only = {"tasks": keep["tasks"]}
     no_lex = {k: v for k, v in keep.items() if k != "lexicon"}
     lm, rest = name.split("+", 1)
-    layer_map = ExplicitMap(mapping) if lm == "fit" else lm
+    layer_map = ExplicitMap(mapping[lm]) if isinstance(mapping, dict) and lm in mapping else (
+        ExplicitMap(mapping) if lm == "fit" else lm)
     est, data = rest.split("/")
     adapters = {"ridge": RidgeAdapter(ALPHAS), "ridge_std": StandardizedRidgeAdapter(ALPHAS),
                 "whiten": StandardizedRidgeAdapter(ALPHAS, whiten=True),
@@ -146,6 +147,41 @@ def _vocab_transfer(tr, vocab_rows, pinfo, cinfo, mapping):
     return tr
 
 
+def layer_mappings(parent, child, corpus, keep, max_rows):
+    """child -> parent layer pairings by name: "fit" (FitMap on last-token states of the kept
+    corpus), "fitd" (FitMap on its contrasts, when it has labelled groups), "proportional", "greedy"."""
+    from xsteer.transfer import FitMap, GreedyMap, ProportionalMap
+
+    lp, lc = parent.info.n_layers, child.info.n_layers
+    sp, _ = _subsample(*_stack(parent, corpus, keep, ("last",)), max_rows)
+    sc, _ = _subsample(*_stack(child, corpus, keep, ("last",)), max_rows)
+    out = {"fit": FitMap().fit(lp, lc, sp, sc).mapping_, "proportional": ProportionalMap().fit(lp, lc).mapping_,
+           "greedy": GreedyMap().fit(lp, lc).mapping_}
+    dp, _ = _contrasts(parent, corpus, keep)
+    if dp:
+        dc, _ = _contrasts(child, corpus, keep)
+        out["fitd"] = FitMap(max_rows=len(dp[0])).fit(lp, lc, dp, dc).mapping_
+    return out
+
+
+def fit_any(name, parent, child, corpus, keep, max_rows, mappings, concept, vocab_cache):
+    """(fitted Transfer, rows) for any estimator name of this screen, the vocabulary bridge included
+    (its shared words less the concept's topic)."""
+    from xsteer.transfer import Transfer, hold_out
+    from xsteer.transfer.corpus import lexicon_corpus
+
+    if "+vocab" not in name:
+        return fit_variant(name, parent, child, corpus, keep, max_rows, mappings)
+    if "rows" not in vocab_cache:
+        vocab_cache["rows"] = _vocab_rows(parent.name, child.name)
+    words, xp, xc = vocab_cache["rows"]
+    kept = set(hold_out(lexicon_corpus(words, templates=("{w}",)), concept).texts)
+    idx = torch.as_tensor([i for i, w in enumerate(words) if w in kept])
+    tr = _vocab_transfer(Transfer("greedy", "vocab"), (xp[idx], xc[idx]), parent.info, child.info,
+                         mappings[name.split("+")[0]])
+    return tr, len(idx)
+
+
 def readout(tr, pa, ca, own, n_layers_child, band, seed=0):
     """Summary numbers of one fitted transfer on one concept."""
     from xsteer.fidelity.strength import auroc
@@ -189,9 +225,10 @@ def own_readout(ca):
 
 
 DEFAULT_ESTIMATORS = (
-    "greedy+ridge/tasks", "proportional+ridge/tasks", "fit+ridge/tasks", "fit+ridge_std/tasks",
-    "fit+ridge_std/corpus", "fit+ridge_std/all", "fit+whiten/all", "fit+difference/all", "fit+diffprior/all",
-    "fit+anchor_coords/all", "fit+probe_cov/all", "fit+vocab/none",
+    "greedy+ridge/tasks", "proportional+ridge/tasks", "proportional+ridge_std/tasks", "proportional+ridge_std/corpus",
+    "proportional+ridge_std/all", "fit+ridge_std/all", "fitd+ridge_std/all", "proportional+whiten/all",
+    "proportional+difference/all", "fitd+difference/all", "proportional+diffprior/all",
+    "proportional+anchor_coords/all", "proportional+probe_cov/all", "proportional+vocab/none",
 )
 
 
@@ -206,14 +243,14 @@ def main() -> None:
     ap.add_argument("--max-rows", type=int, default=3000)
     ap.add_argument("--out", default="/work/cache/screen.json")
     args = ap.parse_args()
-    from xsteer.transfer import FitMap, hold_out
+    from xsteer.transfer import hold_out
 
     concepts, corpus, sides = load_all(Path(args.cache), args.data_dir)
     pname, cname = (CHILD, PARENT) if args.reverse else (PARENT, CHILD)
     parent, child = sides[pname], sides[cname]
     n_child = child.info.n_layers
     band = list(range(n_child - 5, n_child)) if args.band is None else list(range(*(lambda a, b: (a, b + 1))(*map(int, args.band.split("-")))))
-    vocab_rows = None
+    vocab_cache: dict = {}
     results = []
     for c in concepts:
         if c.name not in args.concepts.split(","):
@@ -222,30 +259,15 @@ def main() -> None:
         keep = {part: np.flatnonzero(np.isin(corp.texts, hold_out(corp, c).texts)) for part, corp in corpus.items()}
         pa, ca = parent.concept(c), child.concept(c)
         own, own_auc, rand_p95 = own_readout(ca)
-        sp, groups = _subsample(*_stack(parent, corpus, keep, ("last",)), args.max_rows)
-        sc, _ = _subsample(*_stack(child, corpus, keep, ("last",)), args.max_rows)
-        fm = FitMap().fit(parent.info.n_layers, n_child, sp, sc)
+        mappings = layer_mappings(parent, child, corpus, keep, args.max_rows)
         row = {"concept": c.name, "direction": f"{pname} -> {cname}", "kept": {k: len(v) for k, v in keep.items()},
-               "held_out_of": {k: len(corpus[k]) for k in keep}, "fit_map": fm.mapping_,
+               "held_out_of": {k: len(corpus[k]) for k in keep}, "maps": mappings,
                "own_auroc_all_layers": float(np.mean(list(own_auc.values()))),
                "own_auroc_band": float(np.mean([own_auc[l] for l in band])),
                "random_p95_mean": float(np.mean(list(rand_p95.values()))), "estimators": {}}
         for name in args.estimators.split(","):
             t1 = time.perf_counter()
-            if name.startswith("fit+vocab"):
-                from xsteer.transfer import Transfer
-
-                from xsteer.transfer.corpus import lexicon_corpus
-
-                if vocab_rows is None:
-                    vocab_rows = _vocab_rows(pname, cname)
-                words, xp, xc = vocab_rows
-                kept_words = set(hold_out(lexicon_corpus(words, templates=("{w}",)), c).texts)
-                idx = torch.as_tensor([i for i, w in enumerate(words) if w in kept_words])
-                tr = _vocab_transfer(Transfer("greedy", "vocab"), (xp[idx], xc[idx]), parent.info, child.info, fm.mapping_)
-                n_rows = len(idx)
-            else:
-                tr, n_rows = fit_variant(name, parent, child, corpus, keep, args.max_rows, fm.mapping_)
+            tr, n_rows = fit_any(name, parent, child, corpus, keep, args.max_rows, mappings, c, vocab_cache)
             res = readout(tr, pa, ca, own, n_child, band)
             res.update({"rows": n_rows, "fit_s": round(time.perf_counter() - t1, 1)})
             row["estimators"][name] = res

@@ -186,6 +186,6 @@ def _vectors(parent):
 def test_too_few_aligned_positions_and_other_adapters_raise(pair):
     parent, child = pair
     with pytest.raises(ValueError, match="align on only .* pooling='last'"):
-        Transfer().fit(parent, child, ["the cat.", "a dog."], pooling="aligned", progress=False)
+        Transfer("greedy", "ridge").fit(parent, child, ["the cat.", "a dog."], pooling="aligned", progress=False)
     with pytest.raises(ValueError, match="adapter='ridge'"):
         Transfer(adapter="procrustes").fit(parent, child, _texts(5), pooling="aligned", progress=False)

@@ -307,7 +307,7 @@ def test_transfer_fits_each_estimator_source_on_tiny_models_with_a_held_out_topi
     assert dp[0].shape == (2 * (3 + 2), 32) and dc[1].shape[1] == 16  # 3 topics + 2 styles, per pooling
     assert len(set(groups)) == 5  # both poolings of a group leave together
     assert d.adapters_[0].source == "differences"
-    with pytest.raises(ValueError, match="No contrast groups"):
+    with pytest.raises(ValueError, match="No contrast groups"):  # byte-level tiny tokenizers share no words
         Transfer("greedy", "difference").fit(parent, child, texts, progress=False)
 
 
@@ -316,7 +316,7 @@ def test_transfer_rejects_too_few_anchors_and_nan_and_missing_layers():
 
     parent, child = tiny_model("llama", 2, 32), tiny_model("qwen3", 2, 16)
     with pytest.raises(ValueError, match="Too few anchors.*32 -> 16 map.*built-in anchor corpus"):
-        Transfer().fit(parent, child, ["one text", "two texts"], progress=False)
+        Transfer("greedy", "ridge_std").fit(parent, child, ["one text", "two texts"], progress=False)
     acts_p = {l: torch.randn(40, 32) for l in range(2)}
     acts_c = {l: torch.randn(40, 16) for l in range(2)}
     acts_p[1][3, 5] = float("nan")

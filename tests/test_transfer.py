@@ -388,7 +388,7 @@ def test_transfer_applies_planted_maps_with_provenance():
 
 def test_transfer_resigns_on_child_pairs():
     parent, child, maps = _planted()
-    t = Transfer().fit_activations(parent, child, PARENT, CHILD)
+    t = Transfer("greedy", "ridge").fit_activations(parent, child, PARENT, CHILD)
     vectors = _parent_vectors()
     plain = t.apply(vectors)
     rng = _rng(19)
@@ -408,7 +408,7 @@ def test_transfer_resigns_on_child_pairs():
 
 def test_apply_to_differences_maps_through_w():
     parent, child, maps = _planted()
-    t = Transfer(adapter="ridge").fit_activations(parent, child, PARENT, CHILD)
+    t = Transfer("greedy", "ridge").fit_activations(parent, child, PARENT, CHILD)
     diffs = {
         1: torch.tensor(_rng(20).standard_normal((6, 12)), dtype=torch.float32),
         3: torch.zeros(2, 12),
@@ -451,12 +451,12 @@ def test_transfer_save_load_round_trip(tmp_path):
 
 def test_apply_rejects_vectors_of_another_model():
     parent, child, _ = _planted()
-    t = Transfer().fit_activations(parent, child, PARENT, CHILD)
+    t = Transfer("greedy", "ridge").fit_activations(parent, child, PARENT, CHILD)
     for info in (ModelInfo("other", 12, 4), ModelInfo("parent-x", 12, 6)):
         with pytest.raises(ValueError, match=r"fitted for parent 'parent-x'.*Fix: fit a Transfer"):
             t.apply(_parent_vectors(info=info, layers=[0]))
     with pytest.raises(ValueError, match="is mapped"):
-        Transfer(ExplicitMap({0: 3})).fit_activations(parent, child, PARENT, CHILD).apply(
+        Transfer(ExplicitMap({0: 3}), "ridge").fit_activations(parent, child, PARENT, CHILD).apply(
             _parent_vectors(layers=[0, 1])
         )
 

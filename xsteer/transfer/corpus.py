@@ -35,11 +35,12 @@ __all__ = [
     "task_corpus",
 ]
 
-#: Neutral sentence frames for lexicon anchors (no topic or VADER word in them): the word sits inside
-#: a sentence, so the last token carries it as context, as it carries a concept pair's word.
+#: Neutral sentence frames for lexicon anchors (no topic or VADER word in them, and no phrase of a
+#: built-in concept's templates): the word sits inside a sentence, so the last token carries it as
+#: context, as it carries a concept pair's word.
 LEXICON_TEMPLATES = (
-    "We talked about the {w} for a long time.",
-    "Everyone said that it was {w} in the end.",
+    "Nobody there had seen the {w} before that day.",
+    "In the end it was {w}, or so it seemed.",
     "The word {w} came up again at the table.",
 )
 
@@ -141,11 +142,14 @@ def lexicon_corpus(words: Sequence[str], *, templates: Sequence[str] = LEXICON_T
     return AnchorCorpus.of([r[0] for r in rows], "lexicon", [r[1] for r in rows], [r[2] for r in rows])
 
 
-def builtin_corpus(parent=None, child=None, *, data_dir=None, n_words: int = 2000, n_per_task: int = 512,
-                   seed: int = 0) -> AnchorCorpus:
-    """Generated texts + task questions (when local data is found) + lexicon anchors of ``n_words``
-    seeded words both tokenizers share (when both models are given)."""
-    corpus = generated_corpus() + task_corpus(data_dir, n_per_task=n_per_task, seed=seed)
+def builtin_corpus(parent=None, child=None, *, generated: bool = True, data_dir=None, n_words: int = 1200,
+                   n_per_task: int = 512, seed: int = 0) -> AnchorCorpus:
+    """Generated texts (``generated``) + task questions (when local data is found in ``data_dir`` or
+    ``$XSTEER_DATA_DIR``; ``data_dir=False``: none) + lexicon anchors of ``n_words`` seeded words
+    both tokenizers share (when both models are given)."""
+    corpus = generated_corpus() if generated else AnchorCorpus.of([], "generated")
+    if data_dir is not False:
+        corpus = corpus + task_corpus(data_dir, n_per_task=n_per_task, seed=seed)
     if parent is not None and child is not None and n_words > 0:
         from xsteer.transfer.vocab import shared_words
 

@@ -227,20 +227,23 @@ class FitMap(LayerMap):
     standardised ridge map (α = ``alpha`` × the mean eigenvalue) from every parent layer to every
     child layer, on at most ``max_rows`` anchor rows (a seeded ``held_out`` share scores). With
     ``monotone`` the pairing is the non-decreasing one with the largest total R²; ``similarity_`` is
-    the (n_child_layers, n_parent_layers) R² matrix."""
+    the (n_child_layers, n_parent_layers) R² matrix. ``on="differences"``: ``Transfer`` hands it the
+    corpus's contrast rows instead of the states (what a transferred vector is), when it has them."""
 
     name = "fit"
 
     def __init__(self, monotone: bool = True, alpha: float = 0.1, max_rows: int = 3000, held_out: float = 0.25,
-                 seed: int = 0):
+                 seed: int = 0, on: str = "states"):
         if alpha <= 0 or not 0 < held_out < 1 or max_rows < 8:
             raise ValueError(f"FitMap needs alpha > 0, 0 < held_out < 1 and max_rows >= 8 (got {alpha}, {held_out}, {max_rows}).")
+        if on not in ("states", "differences"):
+            raise ValueError(f"FitMap on= 'states' or 'differences', not {on!r}.")
         self.monotone, self.alpha, self.max_rows = bool(monotone), float(alpha), int(max_rows)
-        self.held_out, self.seed = float(held_out), int(seed)
+        self.held_out, self.seed, self.on = float(held_out), int(seed), on
 
     def get_params(self):
         return {"monotone": self.monotone, "alpha": self.alpha, "max_rows": self.max_rows,
-                "held_out": self.held_out, "seed": self.seed}
+                "held_out": self.held_out, "seed": self.seed, "on": self.on}
 
     def _pair(self, parent_acts, child_acts):
         _check_all_layers(self, parent_acts, child_acts)

@@ -98,9 +98,19 @@ def _check_acts(acts: Acts, info: ModelInfo, who: str) -> int:
 class Transfer:
     """Layer map + per-pair dimension adapters between one parent and one child model.
 
-    ``layer_map``: 'greedy' (the paper), 'proportional', 'cka', a child -> parent dict, or a LayerMap.
-    ``adapter``: 'ridge' (default), 'procrustes', 'identity', the controls 'truncate_pad' /
-    'random_projection', or a DimAdapter used as a template (cloned for every layer pair).
+    ``Transfer()`` is the best measured transfer (docs/results.md, "Transfer that carries the whole
+    concept"): the proportional layer map (every child layer, at the parent layer of the same
+    relative depth) and the difference-fitted adapter (``DifferenceAdapter``: a standardised ridge
+    map fitted on concept-free group contrasts of the anchor corpus, mostly lexicon words in neutral
+    sentence frames), fitted on the built-in corpus when no anchors are given:
+    ``Transfer().fit(parent, child)``; pass ``hold_out=concept`` to keep a concept's topic out.
+
+    ``layer_map``: 'proportional' (default), 'greedy' (the paper: layer i -> i, only layers both
+    have), 'cka', 'fit' (``FitMap``: by held-out fit), a child -> parent dict, or a LayerMap.
+    ``adapter``: 'difference' (default), 'ridge' (the previous default: plain ridge on states),
+    'ridge_std', 'vocab', 'anchor_coords', 'probe_cov', 'procrustes', 'identity', the controls
+    'truncate_pad' / 'random_projection', or a DimAdapter used as a template (cloned for every
+    layer pair). The previous default is ``Transfer("greedy", "ridge")``.
 
     Fitted: ``layer_map_``, ``adapters_`` (child layer -> fitted DimAdapter), ``parent_`` /
     ``child_`` (ModelInfo), ``anchor_hash_``, ``n_anchors_`` (anchor rows: texts x poolings, or
@@ -109,8 +119,8 @@ class Transfer:
 
     def __init__(
         self,
-        layer_map: str | Mapping[int, int] | LayerMap = "greedy",
-        adapter: str | DimAdapter = "ridge",
+        layer_map: str | Mapping[int, int] | LayerMap = "proportional",
+        adapter: str | DimAdapter = "difference",
     ):
         self.layer_map = make_layer_map(layer_map)
         self.adapter = make_adapter(adapter)
@@ -134,7 +144,9 @@ class Transfer:
 
         ``anchor_texts``: texts, an :class:`~xsteer.transfer.corpus.AnchorCorpus`, or None for the
         built-in corpus (:func:`~xsteer.transfer.corpus.builtin_corpus`: generated texts, task
-        questions found in ``data_dir`` / ``$XSTEER_DATA_DIR``, lexicon anchors). ``hold_out``: a
+        questions found in ``data_dir`` / ``$XSTEER_DATA_DIR``, lexicon anchors); plain texts given
+        to a difference-fitted adapter get the lexicon anchors added (their word contrasts are what
+        it learns from). ``hold_out``: a
         Concept whose topic is removed from the anchors first (:func:`~xsteer.transfer.corpus.hold_out`),
         so the map never sees the concept it will carry. A difference-fitted adapter learns from the
         corpus's labelled groups (topic, style); the vocabulary bridge from the shared vocabulary.
@@ -149,6 +161,9 @@ class Transfer:
             corpus = anchor_texts
         else:
             corpus = AnchorCorpus.of(anchors.anchor_texts(anchor_texts), "user")
+        if self.adapter.source == "differences" and not any(corpus.topics) and not any(corpus.styles):
+            # plain texts form no labelled groups: the shared vocabulary's lexicon anchors supply the contrasts
+            corpus = corpus + builtin_corpus(parent, child, generated=False, data_dir=False)
         if hold_out is not None:
             corpus = corpus_hold_out(corpus, hold_out)
         texts = anchors.anchor_texts(corpus.texts)
@@ -238,9 +253,10 @@ class Transfer:
                 "anchor texts (a few hundred recommended)."
             )
         groups = None if groups is None else np.asarray(groups)
-        layer_map = copy.deepcopy(self.layer_map).fit(
-            parent_info.n_layers, child_info.n_layers, parent_acts, child_acts
-        )
+        map_rows = (parent_acts, child_acts)
+        if differences is not None and getattr(self.layer_map, "on", "states") == "differences":
+            map_rows = differences[:2]
+        layer_map = copy.deepcopy(self.layer_map).fit(parent_info.n_layers, child_info.n_layers, *map_rows)
         adapters = {}
         for c, p in layer_map.mapping_.items():
             for who, layer, acts in (("parent", p, parent_acts), ("child", c, child_acts)):
