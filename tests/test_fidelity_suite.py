@@ -9,13 +9,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xsteer.fidelity.suite import DIRECTIONS, SuiteConfig, fidelity_suite
+from xsteer.fidelity.suite import SuiteConfig, fidelity_suite
 
 
 @pytest.mark.real
 def test_quick_suite_on_the_real_pair(gemma, smollm2, data_dir):
-    res = fidelity_suite(gemma, smollm2, ["sentiment", "language"], config=SuiteConfig.quick(), data_dir=data_dir)
-    assert [(r.direction, r.concept) for r in res.rows] == [(d, c) for d in DIRECTIONS for c in ("sentiment", "language")]
+    # one direction at the child's known bands (docs/results.md), so CI skips the band search and Gemma's
+    # 262k-token head; `xsteer suite --quick` runs both directions with the search
+    res = fidelity_suite(gemma, smollm2, ["sentiment", "language"], config=SuiteConfig.quick(), data_dir=data_dir,
+                         directions=("parent_to_child",), layers={"sentiment": range(24, 29), "language": range(20, 25)})
+    assert [(r.direction, r.concept) for r in res.rows] == [("parent_to_child", c) for c in ("sentiment", "language")]
     table = res.table()
     for r in res.rows:
         (s,) = r.readout.summary()
@@ -32,5 +35,5 @@ def test_quick_suite_on_the_real_pair(gemma, smollm2, data_dir):
         assert set(d.anti_steerability) == set(d.curves) and all(0 <= a <= 1 for a in d.anti_steerability.values())
         own = d.shift_at_budget["child_own"].value
         assert own > 0 and d.bands_at_budget["random"].max_abs < own
-    assert len(table) == 4 and np.isfinite(table["readout_transferred_all_layers"]).all()
+    assert len(table) == 2 and np.isfinite(table["readout_transferred_all_layers"]).all()
     assert res.timing["total_s"] > 0 and "| Transfer() | sentiment |" in res.to_markdown()

@@ -82,3 +82,12 @@ def test_result_shows_itself_and_plots_its_lambda_curve(result):
     fig = result.plot()
     (line,) = [t for t in fig.data if t.meta.get("kind") == "transferred" and t.meta.get("role") == "line"]
     assert list(line.x) == [LAM] and line.y[0] == pytest.approx(0.6)  # test accuracy at λ
+
+
+def test_report_opens_with_what_was_found(result):
+    lines = render_markdown(result).splitlines()
+    top = lines[lines.index("## What was found") + 2 : lines.index("## Setup")]
+    star = next(l for l in top if "at λ*" in l)
+    comp = result.statistics.comparison("transferred", "lambda_star")
+    assert "0.600" in star and "baseline 0.400" in star and "2 of 4 random directions" in star
+    assert ("no significant change" in star) == (comp.p_holm >= 0.05)

@@ -8,7 +8,7 @@ from typing import Any
 from xsteer.results import TransferResult
 from xsteer.stats import Estimate
 
-__all__ = ["render_markdown", "write_report"]
+__all__ = ["findings", "render_markdown", "write_report"]
 
 
 def _fmt(est: Estimate) -> str:
@@ -19,6 +19,45 @@ def _fmt_delta(est: Estimate) -> str:
     return f"{est.value:+.3f} [{est.low:+.3f}, {est.high:+.3f}]"
 
 
+def _verdict(comp) -> str:
+    """'helps' / 'hurts' / 'no significant change' for a comparison, by its Holm-adjusted p."""
+    if comp.p_holm >= 0.05:
+        return "no significant change"
+    return "helps" if comp.delta.value > 0 else "hurts"
+
+
+def findings(result: TransferResult) -> list[str]:
+    """What the run found, in a few plain lines: the concepts' fidelity (when measured), the
+    transferred vector against the baseline at λ* and by ITS, and its place among the random
+    directions and beside the child's own vector."""
+    stats, lines = result.statistics, []
+    for name, f in result.diagnostics.get("fidelity", {}).items():
+        line = (f"- **{name}** carried {result.config['parent']} → {result.config['child']}: readout over all child "
+                f"layers {f['transferred']:.2f} (child's own vector {f['child_own']:.2f}, random 95th percentile "
+                f"{f['random_p95']:.2f})")
+        if f.get("efficiency") is not None:
+            e = f["efficiency"]
+            line += (f"; steering efficiency {e['value']:.2f} [{e['low']:.2f}, {e['high']:.2f}] of the child's own "
+                     f"vector at equal fluency cost (layers {f['layers']})")
+        lines.append(line + ".")
+    base = stats.baseline["test"]
+    for what, label in (("lambda_star", "at λ*"), ("its", "by the ITS vote")):
+        comp = stats.comparison("transferred", what)
+        if comp is None:
+            continue
+        lam = f" = {result.conditions['transferred'].lambda_star:g}" if what == "lambda_star" else ""
+        line = (f"- **{result.config['task']}**, transferred vector {label}{lam}: {_fmt(comp.accuracy)} vs baseline "
+                f"{base.value:.3f}, Δ {_fmt_delta(comp.delta)}, Holm p {comp.p_holm:.3g}: {_verdict(comp)}")
+        r = stats.random.get(what)
+        if r is not None and r.n_at_least is not None:
+            line += f"; {r.n_at_least} of {r.n} random directions do at least as well"
+        own = stats.comparison("child_own", what)
+        if own is not None:
+            line += f"; the child's own vector: {own.accuracy.value:.3f} ({_verdict(own)})"
+        lines.append(line + ".")
+    return lines
+
+
 def render_markdown(result: TransferResult) -> str:
     """A readable report: setup, main table, controls, relative steering size, transfer diagnostics."""
     cfg, stats = result.config, result.statistics
@@ -26,6 +65,12 @@ def render_markdown(result: TransferResult) -> str:
         raise ValueError("This result has no test-split baseline, so there is nothing to report; evaluate the test split first.")
     lines = [
         f"# Transfer report: {cfg['parent']} → {cfg['child']} on {cfg['task']}",
+        "",
+        "## What was found",
+        "",
+        *findings(result),
+        "",
+        "## Setup",
         "",
         f"- method `{cfg['method']}`, {result.diagnostics.get('n_pairs', '?')} contrast pairs; layer map "
         f"`{cfg['layer_map']}`, adapter `{cfg['adapter']}`, {result.diagnostics.get('n_anchors', '?')} anchors",
