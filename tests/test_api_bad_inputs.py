@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from xsteer.activations import collect_activations
-from xsteer.contrast import ContrastPair, arithmetic_pairs
+from xsteer.contrast import arithmetic_pairs
 from xsteer.evaluate import Evaluator, check_lambdas
 from xsteer.extract import extract_vectors, fit_direction, random_vectors, sign_vote
 from xsteer.interop import from_lm_eval, to_lm_eval
@@ -23,6 +23,7 @@ from xsteer.kv_steer import KVVectors, apply_kv_steering, kv_generate
 from xsteer.models import model_fingerprint, tiny_model
 from xsteer.operators import Clamp, Project, operator_from_dict
 from xsteer.pipeline import TransferConfig, run_transfer
+from xsteer.positions import Layout, layout
 from xsteer.records import Record, RecordStore
 from xsteer.schedules import Band, Constant, PerLayer, schedule_from_dict, search_band
 from xsteer.stats import accuracy_ci, compare
@@ -189,6 +190,8 @@ CASES = {
     "search-band-strengths-string": (lambda e, t: search_band(lambda b: 1.0, 4, strengths="0.5"), ValueError, ["list of strengths"]),
     "search-band-objective-nan": (lambda e, t: search_band(lambda b: float("nan"), 4, strengths=[0.5]), ValueError, ["returned nan", "finite number"]),
     "search-band-wide-widths": (lambda e, t: search_band(lambda b: 1.0, 4, strengths=[0.5], widths=[6]), ValueError, ["1..4"]),
+    "layout-not-a-layout": (lambda e, t: layout(5).__enter__(), TypeError, ["Layout or a function"]),
+    "layout-negative-generated": (lambda e, t: Layout.of(torch.ones(1, 3), -1), ValueError, ["generated >= 0"]),
     # ---------------------------------------------------------------- the evaluator
     "sweep-lam-nan-loglik": (lambda e, t: _sweep(e, [0.1, float("nan")]), ValueError, ["finite", "[0.01, 0.1, 1]"]),
     "sweep-lam-nan-generate": (lambda e, t: _sweep(e, [float("nan")], mode="generate"), ValueError, ["finite", "[0.01, 0.1, 1]"]),

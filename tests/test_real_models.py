@@ -48,3 +48,33 @@ def test_steered_generation_and_loglik_on_smollm2(smollm2):
     ev = Evaluator(smollm2, task, batch_size=32, progress=False)
     records = ev.sweep(task.split("test")[:24], "test", "c", vectors, [0.0])[0.0]
     assert sum(r.correct for r in records) / len(records) > 0.25  # above 4-way chance
+
+
+def test_identity_and_relative_scale_on_the_real_pair(gemma, smollm2):
+    """The issue's example on the real child: relative size first measured inside a steer block is
+    the unsteered model's (HF hidden states as reference); fingerprints are cheap, stable, and tell
+    the two models apart."""
+    import time
+
+    import numpy as np
+
+    from xsteer import steer as steer_module
+    from xsteer.models import model_fingerprint
+    from xsteer.steer import REFERENCE_TEXTS
+    from xsteer.vectors import SteeringVectors
+
+    start = time.perf_counter()
+    parent_id = model_fingerprint(gemma)  # a 262k x 640 embedding
+    assert time.perf_counter() - start < 0.5
+    assert parent_id.matches(model_fingerprint(gemma)) and not parent_id.matches(model_fingerprint(smollm2))
+    vectors = SteeringVectors.random(smollm2, 0, layers=[10])
+    steer_module._NORMS.pop(smollm2, None)  # nothing measured yet: the first measurement happens under steering
+    with steer(smollm2, vectors, 20.0, scale="relative"):
+        size = relative_size(smollm2, vectors, 1.0)[10]
+    enc = smollm2.tokenizer(list(REFERENCE_TEXTS), return_tensors="pt", padding=True)
+    with torch.no_grad():
+        hidden = smollm2.original_model(**enc, output_hidden_states=True).hidden_states[11]
+    median = float(np.median(hidden.norm(dim=-1)[enc["attention_mask"].bool()].numpy()))
+    assert size == pytest.approx(1.0 / median, rel=1e-3)
+    with pytest.raises(ValueError, match="another model"):  # same width and depth, other weights
+        SteeringVectors(**{**vectors.__dict__, "fingerprint": parent_id}).check_compatible(smollm2)

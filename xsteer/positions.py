@@ -35,6 +35,10 @@ class Layout:
         """A pass of prompt columns (``prompt_cols``: a (batch, n) 0/1 mask, left-padded, so that
         its last column is the prompt's last token when ``ends_prompt``) followed by
         ``generated`` generated positions."""
+        if not isinstance(prompt_cols, torch.Tensor) or prompt_cols.ndim != 2:
+            raise ValueError("Layout.of needs prompt_cols as a (batch, n) 0/1 tensor (the prompt's attention mask).")
+        if isinstance(generated, bool) or not isinstance(generated, int) or generated < 0:
+            raise ValueError(f"Layout.of needs generated >= 0 positions, not {generated!r}.")
         prompt_cols = prompt_cols.bool()
         tail = torch.zeros(prompt_cols.shape[0], generated, dtype=torch.bool, device=prompt_cols.device)
         last = torch.zeros_like(prompt_cols)
@@ -50,6 +54,8 @@ _CURRENT: contextvars.ContextVar[Callable[[], Layout] | None] = contextvars.Cont
 def layout(make: Layout | Callable[[], Layout]) -> Iterator[None]:
     """Forward passes inside have this layout (``make`` may be a function, called at most once,
     only if a hook asks)."""
+    if not isinstance(make, Layout) and not callable(make):
+        raise TypeError(f"layout needs a Layout or a function returning one, not {type(make).__name__}.")
     if isinstance(make, Layout):
         fixed = make
         make = lambda: fixed  # noqa: E731

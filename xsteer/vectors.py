@@ -30,7 +30,7 @@ _UNIT_TOL = 1e-4
 _GAIN_FIX = "scale by a finite, non-zero number, e.g. -v, 2 * v or v * 0.5."
 
 
-def random_unit(d: int, seed: int, layer: int) -> np.ndarray:
+def _random_unit(d: int, seed: int, layer: int) -> np.ndarray:
     """The seeded random unit direction of width ``d`` at ``layer`` (depends on nothing else)."""
     v = np.random.default_rng([seed, layer]).standard_normal(d)
     return v / np.linalg.norm(v)
@@ -206,7 +206,7 @@ class SteeringVectors:
             )
         layers = default if layers is None else as_int_list("layers", layers)
         return cls(
-            directions={l: torch.from_numpy(random_unit(width, seed, l)).float() for l in layers},
+            directions={l: torch.from_numpy(_random_unit(width, seed, l)).float() for l in layers},
             model_name=name, d_model=width, n_layers=depth, method="random", seed=seed,
             gain=gain, fingerprint=fingerprint,
         )
