@@ -42,25 +42,31 @@ def _ci(e):
     return f"{e['value']:.2f} [{e['low']:.2f}, {e['high']:.2f}]"
 
 
-def steer(paths):
+def steer(paths, tag=""):
+    """One table per file and budget: ``tag`` "" = the largest NLL increase both reach, "_fixed" = the
+    fixed budget of the run."""
     for p in paths:
         d = json.load(open(p))
-        print(f"\n**{d['direction']}**, band {d['band'][0]}–{d['band'][-1]}\n")
-        kinds = list(dict.fromkeys(k for r in d["results"] for k in r["kinds"] if k != "own"))
-        print("| concept | NLL budget | child-own shift [95% CI] | " + " | ".join(f"{k}: efficiency [95% CI]" for k in kinds)
-              + " | random shift mean (p05, p95) | mapped-random shifts |")
-        print("|---|---|---|" + "---|" * len(kinds) + "---|---|")
-        for r in d["results"]:
-            own = r["kinds"]["own"]["shift"]
-            cells = []
-            for k in kinds:
-                e = r["kinds"].get(k, {}).get("efficiency")
-                cells.append(_ci(e) if e else "–")
-            rd = r["random_at_budget"]
-            rand = f"{rd['mean']:+.3f} ({rd['p05']:+.3f}, {rd['p95']:+.3f})" if rd else "–"
-            mr = ", ".join(f"{x:+.3f}" for x in r.get("mapped_random_at_budget", []))
-            print(f"| {r['concept']} | {r['budget_nll']:.2f} | {own['value']:+.3f} [{own['low']:+.3f}, {own['high']:+.3f}] | "
-                  + " | ".join(cells) + f" | {rand} | {mr} |")
+        for tag in ("_fixed", ""):
+            rows = [r for r in d["results"] if "kinds" + tag in r]
+            if not rows:
+                continue
+            which = f"fixed NLL budget +{rows[0]['fixed_budget_nll']} nats/token" if tag else "largest NLL increase both reach"
+            print(f"\n**{d['direction']}**, band {d['band'][0]}–{d['band'][-1]}, {which}\n")
+            kinds = list(dict.fromkeys(k for r in rows for k in r["kinds" + tag] if k != "own"))
+            print("| concept | NLL budget | child-own shift [95% CI] | " + " | ".join(f"{k} [95% CI]" for k in kinds)
+                  + " | random shift mean (p05, p95) | mapped-random shifts |")
+            print("|---|---|---|" + "---|" * len(kinds) + "---|---|")
+            for r in rows:
+                ks = r["kinds" + tag]
+                own = ks["own"]["shift"]
+                cells = [(_ci(ks[k]["efficiency"]) if ks.get(k, {}).get("efficiency") else "–") for k in kinds]
+                rd = r["random_at_budget" + tag]
+                rand = f"{rd['mean']:+.3f} ({rd['p05']:+.3f}, {rd['p95']:+.3f})" if rd else "–"
+                mr = ", ".join(f"{x:+.3f}" for x in r.get("mapped_random_at_budget" + tag, []))
+                budget = r["fixed_budget_nll"] if tag else r["budget_nll"]
+                print(f"| {r['concept']} | {budget:.2f} | {own['value']:+.3f} [{own['low']:+.3f}, {own['high']:+.3f}] | "
+                      + " | ".join(cells) + f" | {rand} | {mr} |")
 
 
 def curve(paths):

@@ -4,12 +4,13 @@ for several estimators at once, beside the child's own vector, the child's own v
 train pairs (the exchange rate), a wrong concept's parent vector carried by the same map, parent
 random directions carried by the map (mapped-random) and random child directions. Efficiency =
 shift ÷ child-own shift at equal NLL increase, 95% bootstrap CI over prompts
-(``xsteer.fidelity.steering.summarise``). Every map is fitted without the concept's topic
+(``xsteer.fidelity.steering.summarise``), at the largest NLL increase both reach and at a fixed
+``--budget`` (default +1.0 nats/token). Every map is fitted without the concept's topic
 (``xsteer.transfer.corpus.hold_out``); no vector is re-signed with child data.
 
     flock /tmp/xsteer-heavy.lock python -m benchmarks.transfer_steer --data-dir ../shared/data \
         --concepts music,sentiment --estimators fit+ridge_std/all,fit+difference/all [--reverse] \
-        [--band auto|25-29] [--prompts 8] [--tokens 16] [--strengths 0.04,0.08,0.16,0.32] [--out FILE.json]
+        [--band auto|25-29] [--prompts 8] [--tokens 16] [--strengths 0.04,0.08,0.16,0.32] [--budget 1.0] [--out FILE.json]
 
 Activations come from ``benchmarks.transfer_acts``; ``--band auto`` takes the child's logit-lens
 accessibility band (``xsteer.transfer.steerability``), found without any concept.
@@ -58,6 +59,7 @@ def main() -> None:
     ap.add_argument("--strengths", default="0.04,0.08,0.16,0.32")
     ap.add_argument("--n-random", type=int, default=6)
     ap.add_argument("--max-rows", type=int, default=3000)
+    ap.add_argument("--budget", type=float, default=1.0, help="the fixed NLL budget (nats/token) reported beside the largest common one")
     ap.add_argument("--out", default="/work/cache/steer.json")
     args = ap.parse_args()
     from xsteer.fidelity.steering import NEUTRAL_PROMPTS, dose_response, summarise
@@ -115,23 +117,31 @@ def main() -> None:
                            for _ in range(args.n_random)]
         dr = dose_response(child, kinds, _judge(name), concept=name, layers=band, strengths=strengths, prompts=prompts,
                            max_new_tokens=args.tokens)
-        row = {"concept": name, "budget_nll": dr.budget, "cos_own": cos, "random_at_budget": dr.random_at_budget,
-               "timing": dr.timing, "s": None, "kinds": {}}
-        for kind in [k for k in kinds if k not in ("own", "random", "mapped_random")]:
-            budget, eff, at, _ = summarise(dr.baseline, {k: v for k, v in dr.curves.items() if v.kind in (kind, "own")},
-                                           budget=dr.budget, numerator=kind)
-            row["kinds"][kind] = {"efficiency": eff.to_dict() if eff else None, "shift": at[kind].to_dict()}
-        row["kinds"]["own"] = {"shift": dr.shift_at_budget["own"].to_dict()}
-        mr = [c for c in dr.curves.values() if c.kind == "mapped_random"]
         from xsteer.fidelity.steering import _shift_cost, shift_at_cost
 
-        row["mapped_random_at_budget"] = [float(shift_at_cost(*_shift_cost(c, dr.baseline), dr.budget)) for c in mr]
+        row = {"concept": name, "budget_nll": dr.budget, "cos_own": cos, "timing": dr.timing, "s": None,
+               "curves": {k: {"judge": c.judge.tolist(), "nll": c.nll.tolist()} for k, c in
+                          {"baseline": dr.baseline, **dr.curves}.items()}}
+        for tag, budget in (("", dr.budget), ("_fixed", args.budget)):  # largest common budget; a fixed one
+            kinds_out = {}
+            for kind in [k for k in kinds if k not in ("own", "random", "mapped_random")]:
+                _, eff, at, _ = summarise(dr.baseline, {k: v for k, v in dr.curves.items() if v.kind in (kind, "own")},
+                                          budget=budget, numerator=kind)
+                kinds_out[kind] = {"efficiency": eff.to_dict() if eff else None, "shift": at[kind].to_dict()}
+            _, _, at, rand = summarise(dr.baseline, dr.curves, budget=budget)
+            kinds_out["own"] = {"shift": at["own"].to_dict()}
+            row["kinds" + tag] = kinds_out
+            row["random_at_budget" + tag] = rand
+            row["mapped_random_at_budget" + tag] = [float(shift_at_cost(*_shift_cost(c, dr.baseline), budget))
+                                                    for c in dr.curves.values() if c.kind == "mapped_random"]
+        row["fixed_budget_nll"] = args.budget
         row["table"] = dr.table().to_dict("records")
         row["s"] = round(time.perf_counter() - t0, 1)
         out["results"].append(row)
-        print(json.dumps({"concept": name, "budget": round(dr.budget, 3),
-                          **{k: (round(v["efficiency"]["value"], 2) if v.get("efficiency") else round(v["shift"]["value"], 3))
-                             for k, v in row["kinds"].items()}, "s": row["s"]}), flush=True)
+        for tag in ("", "_fixed"):
+            print(json.dumps({"concept": name, "budget": round(dr.budget if not tag else args.budget, 3),
+                              **{k: (round(v["efficiency"]["value"], 2) if v.get("efficiency") else round(v["shift"]["value"], 3))
+                                 for k, v in row["kinds" + tag].items()}, "s": row["s"]}), flush=True)
         Path(args.out).write_text(json.dumps(out, indent=1))
 
 

@@ -108,10 +108,15 @@ class AnchorCorpus:
 
 
 def generated_corpus() -> AnchorCorpus:
-    """The shipped texts the two models generated (topic and style labelled)."""
+    """The shipped texts the two models generated (topic and style labelled; a text written twice
+    is kept once)."""
     path = resources.files("xsteer") / "data" / _GENERATED
     with resources.as_file(path) as p, gzip.open(p, "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
+    first = {}
+    for i, r in enumerate(rows):
+        first.setdefault(r["text"], i)
+    rows = [rows[i] for i in sorted(first.values())]
     return AnchorCorpus(tuple(r["text"] for r in rows), tuple(f"generated:{r['model']}" for r in rows),
                         tuple(r["topic"] for r in rows), tuple(r["style"] for r in rows))
 
