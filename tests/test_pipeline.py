@@ -142,3 +142,23 @@ def test_fidelity_demo_runs_first_with_the_runs_map_adapter_and_anchors(tmp_path
 def test_unknown_fidelity_concept_fails_on_construction():
     with pytest.raises(ValueError, match="Unknown fidelity concept 'nope'"):
         TransferConfig(fidelity=["nope"])
+
+
+def test_concept_fidelity_stage_reports_readout_and_steering_and_resumes(tmp_path):
+    """--fidelity: the concept's readout through the run's transfer (fitted with the concept held out)
+    and its dose-response, summarised for the report; a resume reads the summary back, loading nothing."""
+    from xsteer.models import ModelCache
+    from xsteer.pipeline import _concept_fidelity
+
+    models = ModelCache({"p": tiny_model("llama", 3, 64, 0), "c": tiny_model("qwen3", 4, 48, 1)})
+    cfg = TransferConfig(parent="p", child="c", fidelity=["sentiment"], batch_size=32)
+    summary = _concept_fidelity(cfg, models, tmp_path, progress=False)
+    entry = summary["sentiment"]
+    assert {"transferred", "child_own", "random_p95", "parent_holds", "efficiency", "layers"} <= set(entry)
+    assert 0 <= entry["transferred"] <= 1 and 0 <= entry["child_own"] <= 1
+    saved = json.loads((tmp_path / "fidelity" / "sentiment" / "report.json").read_text())
+    (row,) = saved["concepts"][0]["summary"]
+    assert row["transferred_all_layers"] == entry["transferred"]
+    assert (tmp_path / "fidelity" / "steering-sentiment.md").exists()
+    again = _concept_fidelity(cfg, ModelCache({}), tmp_path, progress=False)  # an empty cache: nothing may load
+    assert again == summary

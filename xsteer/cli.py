@@ -144,8 +144,9 @@ def run(
     force: bool = typer.Option(False, "--force", help="Start the run folder over when it holds a different run."),
     debug: bool = _DEBUG,
 ):
-    """Readout fidelity of a few concepts, then the protocol: extract in the parent, transfer to the
-    child, choose λ, test at λ* and by ITS, with controls."""
+    """Concept fidelity first (readout, and steering for concepts with a judge; --fidelity), then the
+    protocol: extract in the parent, transfer to the child, choose λ, test at λ* and by ITS, with
+    controls. The report opens with what was found."""
     from analysis import write_run_figures
     from xsteer.pipeline import TransferConfig, run_transfer
     from xsteer.vectors import SteeringVectors
@@ -154,14 +155,12 @@ def run(
     typer.echo(f"xsteer run: {cfg.parent} → {cfg.child} on {cfg.task}; run folder {out}")
     result = run_transfer(cfg, out, force=force)
     write_run_figures(result, out / "figures")
-    if cfg.fidelity:
-        typer.echo(f"\nReadout fidelity ({out / 'fidelity' / 'report.md'}):")
-        typer.echo((out / "fidelity" / "report.md").read_text().split("\n## Per layer")[0].strip())
     vectors = SteeringVectors.load(out / "vectors" / "parent")
     typer.echo(f"\nParent {cfg.parent}: {vectors.method} vectors ({len(vectors)} layers) in {out / 'vectors'}")
     typer.echo(_summary_table(vectors))
     typer.echo("\n" + (out / "report.md").read_text().split("## Random")[0].strip())
-    typer.echo(f"\nReport: {out / 'report.md'}  (figures in {out / 'figures'})")
+    typer.echo(f"\nReport: {out / 'report.md'}  (figures in {out / 'figures'}"
+               + (f"; concept fidelity in {out / 'fidelity'})" if cfg.fidelity else ")"))
 
 
 @app.command()

@@ -8,6 +8,7 @@ import difflib
 import hashlib
 import json
 import logging
+import math
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
@@ -18,10 +19,11 @@ from xsteer.checks import check_choice, check_device, check_finite, check_int, c
 from xsteer.contrast import from_task
 from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, check_lambdas, its_vote
 from xsteer.activations import collect_activations
-from xsteer.concepts import CONCEPTS
+from xsteer.concepts import CONCEPTS, load_concept
 from xsteer.extract import METHODS, extract_vectors, random_vectors
-from xsteer.fidelity import readout_fidelity
+from xsteer.fidelity import NEUTRAL_PROMPTS, SteeringFidelity, readout_fidelity, steer_concept, steerable_layers
 from xsteer.fidelity import write_report as write_fidelity_report
+from xsteer.fidelity.steering import format_markdown as format_steering_markdown
 from xsteer import models as models_module
 from xsteer.models import ModelCache
 from xsteer.operators import operator_from_spec
@@ -103,8 +105,8 @@ class TransferConfig:
     seed: int = 0
     device: str | None = None  # None: "cuda" when visible, else "cpu"
     source: str = "local"  # benchmark data: "local" folder or the Hugging Face "hub"
-    # Concepts (xsteer.concepts) whose readout fidelity is measured before the accuracy protocol,
-    # with the run's layer map, adapter and anchors (the CLI's demo: sentiment and arith_truth).
+    # Concepts (xsteer.concepts) whose fidelity is measured before the accuracy protocol: readout, and
+    # steering for concepts with a judge, through the run's layer map and adapter (the concept held out).
     fidelity: list[str] = field(default_factory=list)
     # How (xsteer.operators), where (xsteer.positions) and with what per-layer strength
     # (xsteer.schedules, or "search" on validation) every steered condition is applied.
@@ -180,7 +182,8 @@ OPTION_HELP: dict[str, str] = {
     "seed": "Seed of every random choice.",
     "device": "cpu, cuda, cuda:1 … (default: cuda when visible).",
     "source": "Benchmark data: local (--data-dir / $XSTEER_DATA_DIR) or hub (download).",
-    "fidelity": "Concepts whose readout fidelity is measured first (comma list; '' for none).",
+    "fidelity": "Concepts whose fidelity (readout; steering when they have a judge) is measured first, e.g. "
+                "sentiment ('' for none).",
     "operator": "How the vector enters the stream: add, project, clamp:VALUE, norm_preserving.",
     "positions": "Steered positions: all, prompt, generated (generate mode), last_prompt.",
     "schedule": "Per-layer multiplier of λ: band:START:WIDTH[:STRENGTH], ramp:FIRST:LAST, a JSON file, "
@@ -480,8 +483,7 @@ class _Run:
         """Every stage in order; the run's result (also written to the folder's report)."""
         self.plan()
         self.load_models()
-        if self.cfg.fidelity and not (self.out is not None and (self.out / "fidelity" / "report.json").exists()):
-            _fidelity_demo(self.cfg, self.models, self.anchors, self.out, self.progress)
+        fidelity = _concept_fidelity(self.cfg, self.models, self.out, self.progress) if self.cfg.fidelity else {}
         self.parent_vectors = self.extract_parent()
         self.transfer = self.fit_transfer()
         self.transferred = self.saved("transferred", self.transfer_vectors)
@@ -493,7 +495,7 @@ class _Run:
             item_ids={"validation": [e.id for e in self.val], "test": [e.id for e in self.test]},
             baseline=self.baseline,
             conditions=conditions,
-            diagnostics=self.diagnostics(conditions),
+            diagnostics={**self.diagnostics(conditions), **({"fidelity": fidelity} if fidelity else {})},
         )
         if self.out is not None:
             write_report(result, self.out)
@@ -668,19 +670,63 @@ def _check_schedule_depth(schedule: Schedule, depth: int, child: str) -> None:
         raise ValueError(f"Child {child}: {err}") from None
 
 
-def _fidelity_demo(cfg: TransferConfig, get: ModelCache, anchors: list[str], out: Path | None, progress: bool):
-    """Readout fidelity of ``cfg.fidelity`` concepts with the run's map, adapter and anchors
-    (task texts, disjoint from the concepts' pairs); written to ``out/fidelity``."""
-    result = readout_fidelity(
-        get(cfg.parent), get(cfg.child), cfg.fidelity, layer_maps=[cfg.layer_map], adapters=[cfg.adapter],
-        anchor_texts=anchors, n=64, n_random=100, n_boot=500, seed=cfg.seed, data_dir=cfg.data_dir,
-        batch_size=cfg.batch_size, progress=progress,
-    )
-    for flag in result.flags:
-        log.warning(flag)
-    if out is not None:
-        write_fidelity_report(result, out / "fidelity")
-    return result
+#: Where the run keeps its concept-fidelity stage: readout and steering reports, and their summary.
+FIDELITY_DIR = "fidelity"
+
+
+def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None, progress: bool) -> dict[str, Any]:
+    """Does each concept of ``cfg.fidelity`` arrive in the child? For every concept: the run's transfer
+    (``cfg.layer_map`` × ``cfg.adapter``) fitted on the built-in anchors with that concept held out,
+    its readout over all child layers beside the child's own vector and random directions, and, for a
+    concept with a judge, its dose-response at the band where the child's own vector steers best,
+    beside the child's own vector and random and mapped-random directions (``out/fidelity``). Returns
+    the summary the report opens with (read back from the folder on resume)."""
+    folder = out / FIDELITY_DIR if out is not None else None
+    done = json.loads((folder / "summary.json").read_text()) if folder is not None and (folder / "summary.json").exists() else {}
+    todo = [name for name in cfg.fidelity if name not in done]
+    if not todo:
+        return {name: done[name] for name in cfg.fidelity}
+    parent, child = models(cfg.parent), models(cfg.child)
+    summary: dict[str, Any] = dict(done)
+    readouts, doses = [], []
+    for name in todo:
+        concept = load_concept(name, n=64, seed=cfg.seed, data_dir=cfg.data_dir)
+        transfer = Transfer(cfg.layer_map, cfg.adapter).fit(
+            parent, child, hold_out=concept, data_dir=cfg.data_dir, batch_size=cfg.batch_size, progress=progress)
+        readout = readout_fidelity(parent, child, [concept], transfers=transfer, n_random=100, n_boot=500,
+                                   n_mapped_random=5, seed=cfg.seed, batch_size=cfg.batch_size)
+        for flag in readout.flags:
+            log.warning(flag)
+        readouts.append(readout)
+        (row,) = readout.concepts[0].summary()
+        entry: dict[str, Any] = {"transferred": row["transferred_all_layers"], "child_own": row["child_own_all_layers"],
+                                 "random_p95": row["random_p95_all_layers"], "parent_holds": row["parent_holds"]}
+        if concept.judge is not None:
+            own = extract_vectors(child, concept.train, "mean_diff", seed=cfg.seed)
+            where = steerable_layers(child, own, concept.judge, lambdas=(0.16,), prompts=NEUTRAL_PROMPTS[:4],
+                                     max_new_tokens=16, seed=cfg.seed, batch_size=cfg.batch_size)
+            dose, _ = steer_concept(parent, child, concept, transfer, where.best, lambdas=(0.04, 0.08, 0.16),
+                                    prompts=NEUTRAL_PROMPTS[:8], n_random=3, n_mapped_random=3, k_pairs=(),
+                                    prompting=False, max_new_tokens=16, seed=cfg.seed, batch_size=cfg.batch_size)
+            doses.append(dose)
+            eff = dose.efficiency
+            finite = eff is not None and all(math.isfinite(x) for x in (eff.value, eff.low, eff.high))
+            entry.update(efficiency=eff.to_dict() if finite else None,
+                         layers=f"{dose.layers[0]}–{dose.layers[-1]}")
+        summary[concept.name] = entry
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for readout in readouts:
+            write_fidelity_report(readout, folder / readout.concepts[0].concept.name.replace(":", "_"))
+        if doses:
+            steering = SteeringFidelity(parent=str(parent.cfg.model_name), child=str(child.cfg.model_name),
+                                        results=doses, where={}, transfer={}, settings={"operator": {"name": "add"}})
+            stem = "steering-" + "-".join(d.concept for d in doses)
+            (folder / f"{stem}.md").write_text(format_steering_markdown(steering), encoding="utf-8")
+            (folder / f"{stem}.json").write_text(json.dumps(steering.to_dict(), indent=1, ensure_ascii=False),
+                                                  encoding="utf-8")
+        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+    return {name: summary[name] for name in cfg.fidelity}
 
 
 def _vector_summary(vectors: SteeringVectors) -> dict[str, Any]:
