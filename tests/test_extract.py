@@ -111,3 +111,20 @@ def test_bad_input(tiny_llama):
         extract_vectors(tiny_llama, arithmetic_pairs(4), method="ica")
     with pytest.raises(ValueError, match="no texts"):
         collect_activations(tiny_llama, [])
+
+
+def test_one_pass_gives_every_pooling_and_the_disk_cache_returns_the_same(tiny_llama, tmp_path, monkeypatch):
+    from xsteer.activations import collect_pooled
+
+    monkeypatch.setenv("XSTEER_CACHE", str(tmp_path))
+    both = collect_pooled(tiny_llama, TEXTS, [0, 1], poolings=("last", "mean"), batch_size=3, cache=True)
+    for pooling in ("last", "mean"):
+        alone = collect_activations(tiny_llama, TEXTS, [0, 1], pooling=pooling)
+        for l in (0, 1):
+            torch.testing.assert_close(both[pooling][l], alone[l])
+    (saved,) = (tmp_path / "activations").iterdir()
+    again = collect_pooled(tiny_llama, TEXTS, [0, 1], poolings=("last", "mean"), cache=True)
+    assert all(torch.equal(again[p][l], both[p][l]) for p in ("last", "mean") for l in (0, 1))
+    other = collect_pooled(tiny_llama, TEXTS[:2], [0, 1], poolings=("last", "mean"), cache=True)
+    assert torch.equal(other["last"][0], both["last"][0][:2])
+    assert len(list((tmp_path / "activations").iterdir())) == 2  # other texts: another file

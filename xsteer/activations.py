@@ -1,6 +1,7 @@
 """The one activation collector: every room that needs ``resid_post`` activations calls this one.
 
-``collect_activations`` pools each text at its last real token or over its real tokens;
+``collect_activations`` pools each text at its last real token or over its real tokens
+(``collect_pooled``: both from one pass, optionally kept on disk);
 ``resid_states`` hands back whole (batch, seq, d) states of an encoded batch (token-aligned anchors,
 residual norms). Both run the transformer blocks only (no unembedding) and stop after the last layer
 they need.
@@ -15,21 +16,30 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
+import json
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 from jaxtyping import Float
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from xsteer.checks import as_count, as_int_list, as_texts
-from xsteer.models import check_bridge, d_model, n_layers, resid_post_hook
+from xsteer.models import cache_dir, check_bridge, d_model, model_fingerprint, n_layers, resid_post_hook
 
 __all__ = [
-    "check_layers", "collect_activations", "encode", "resid_states", "run_trunk", "steering_allowed", "unsteered",
+    "POOLINGS", "check_layers", "collect_activations", "collect_pooled", "encode", "resid_states", "run_trunk",
+    "steering_allowed", "unsteered",
 ]
+
+#: How a text's activations are pooled: at its last real token, or averaged over its real tokens.
+POOLINGS = ("last", "mean")
 
 
 @dataclass
@@ -157,9 +167,31 @@ def collect_activations(
     Padding side does not matter: batched results equal one-text-at-a-time results. Run inside
     ``with steer(...)`` it reads the steered model and warns.
     """
-    check_bridge(model, "collect_activations")
-    if pooling not in ("last", "mean"):
+    if pooling not in POOLINGS:
         raise ValueError(f"pooling must be 'last' or 'mean', not {pooling!r}.")
+    return collect_pooled(model, texts, layers, poolings=(pooling,), batch_size=batch_size, progress=progress)[pooling]
+
+
+@torch.inference_mode()
+def collect_pooled(
+    model,
+    texts: Sequence[str],
+    layers: Sequence[int] | None = None,
+    *,
+    poolings: Sequence[str] = POOLINGS,
+    batch_size: int = 16,
+    progress: bool = False,
+    cache: bool = False,
+) -> dict[str, dict[int, torch.Tensor]]:
+    """:func:`collect_activations` for several poolings from one forward pass per batch: pooling ->
+    layer -> (n, d). With ``cache=True`` the result is kept on disk under ``cache_dir()/activations``,
+    keyed by the model's exact weights sample, dtype and BOS setting and by the texts, layers and
+    poolings, and read back from there next time (a fixed corpus is read once per machine)."""
+    check_bridge(model, "collect_activations")
+    poolings = tuple(dict.fromkeys(poolings))
+    bad = [p for p in poolings if p not in POOLINGS]
+    if bad or not poolings:
+        raise ValueError(f"poolings must name some of {POOLINGS}, not {poolings!r}.")
     texts = as_texts("texts", texts)
     if not texts:
         raise ValueError("collect_activations got no texts; pass at least one.")
@@ -173,41 +205,65 @@ def collect_activations(
             f"texts {empty[:5]} are empty: they have no token to read (this tokenizer adds no BOS). "
             "Fix: drop empty texts."
         )
+    path = _cache_path(model, texts, layers, poolings) if cache else None
+    if path is not None and path.exists():
+        saved = load_file(str(path))
+        return {p: {l: saved[f"{p}.{l}"] for l in layers} for p in poolings}
     with _watched() as reading:
-        out = _collect(model, texts, layers, lengths, pooling, batch_size, progress)
+        out = _collect(model, texts, layers, lengths, poolings, batch_size, progress)
     _warn_if_steered(reading, "collect_activations")
-    for l in layers:
-        if not torch.isfinite(out[l]).all():
-            raise FloatingPointError(
-                f"Non-finite activations at layer {l} of {model.cfg.model_name}; load the model in "
-                "float32 (load_model(..., dtype=torch.float32)) or check the inputs."
-            )
+    for p in poolings:
+        for l in layers:
+            if not torch.isfinite(out[p][l]).all():
+                raise FloatingPointError(
+                    f"Non-finite activations at layer {l} of {model.cfg.model_name}; load the model in "
+                    "float32 (load_model(..., dtype=torch.float32)) or check the inputs."
+                )
+    if path is not None and not reading.steered:  # a steered read is no reading of the model itself
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        save_file({f"{p}.{l}": out[p][l].contiguous() for p in poolings for l in layers}, str(tmp))
+        os.replace(tmp, path)
     return out
 
 
-def _collect(model, texts, layers, lengths, pooling, batch_size, progress) -> dict[int, torch.Tensor]:
+def _cache_path(model, texts: Sequence[str], layers: Sequence[int], poolings: Sequence[str]) -> Path:
+    """Where :func:`collect_pooled` keeps one model's activations of ``texts``: the key holds the
+    exact weight sample (not the dtype-tolerant match), dtype, BOS setting, texts, layers and poolings."""
+    fingerprint = model_fingerprint(model)
+    key = json.dumps({
+        "model": str(model.cfg.model_name), "fingerprint": None if fingerprint is None else fingerprint.to_dict(),
+        "dtype": str(next(model.original_model.parameters()).dtype), "bos": bool(model.cfg.default_prepend_bos),
+        "texts": hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest(), "layers": list(layers),
+        "poolings": list(poolings),
+    }, sort_keys=True)
+    return cache_dir() / "activations" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+
+
+def _collect(model, texts, layers, lengths, poolings, batch_size, progress) -> dict[str, dict[int, torch.Tensor]]:
     order = np.argsort(lengths, kind="stable")
-    out = {l: torch.empty(len(texts), d_model(model), dtype=torch.float32) for l in layers}
+    out = {p: {l: torch.empty(len(texts), d_model(model), dtype=torch.float32) for l in layers} for p in poolings}
     batches = range(0, len(texts), batch_size)
     for start in tqdm(batches, desc="activations", disable=not progress, leave=False):
         idx = order[start : start + batch_size]
         enc = encode(model, [texts[i] for i in idx])
         mask = enc["attention_mask"]
         last = mask.shape[1] - 1 - mask.flip(-1).argmax(-1)  # last real position, either padding side
-        store: dict[int, torch.Tensor] = {}
+        store: dict[tuple[str, int], torch.Tensor] = {}
 
         def grab(x, hook, layer):
-            if pooling == "last":
-                store[layer] = x[torch.arange(x.shape[0]), last].float().cpu()
-            else:
+            if "last" in poolings:
+                store["last", layer] = x[torch.arange(x.shape[0]), last].float().cpu()
+            if "mean" in poolings:
                 m = mask.unsqueeze(-1).to(x.dtype)
-                store[layer] = ((x * m).sum(1) / m.sum(1)).float().cpu()
+                store["mean", layer] = ((x * m).sum(1) / m.sum(1)).float().cpu()
             return x
 
         hooks = [(resid_post_hook(l), lambda x, hook, l=l: grab(x, hook, l)) for l in layers]
         run_trunk(model, enc, hooks, stop_after=layers[-1])
-        for l in layers:
-            out[l][torch.as_tensor(idx)] = store[l]
+        for p in poolings:
+            for l in layers:
+                out[p][l][torch.as_tensor(idx)] = store[p, l]
     return out
 
 

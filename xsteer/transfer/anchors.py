@@ -8,7 +8,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from xsteer.activations import collect_activations
+from xsteer.activations import collect_pooled
 
 __all__ = [
     "MIN_ANCHORS",
@@ -68,10 +68,5 @@ def collect_anchor_activations(
     if not pooling:
         raise ValueError("pooling must name at least one of 'last', 'mean'.")
     texts = anchor_texts(texts)
-    parts = [
-        collect_activations(
-            model, texts, layers, pooling=p, batch_size=batch_size, progress=progress
-        )
-        for p in pooling
-    ]
-    return {l: torch.cat([part[l] for part in parts]) for l in parts[0]}
+    parts = collect_pooled(model, texts, layers, poolings=pooling, batch_size=batch_size, progress=progress)
+    return {l: torch.cat([parts[p][l] for p in pooling]) for l in parts[pooling[0]]}
