@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.transfer_acts import CHILD, PARENT, load_all
-from benchmarks.transfer_screen import _stack, _subsample, fit_variant, own_readout, readout
+from benchmarks.transfer_screen import fit_variant, own_readout, readout
 
 CONFIGS = (  # name, task questions, generated texts, lexicon words (taken in corpus order)
     ("tasks 256", 256, 0, 0), ("tasks 1024", 1024, 0, 0), ("generated 509", 0, 10_000, 0),
