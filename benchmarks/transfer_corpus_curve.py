@@ -1,11 +1,11 @@
-"""How readout of held-out concepts changes with the anchor corpus's size and breadth: one
-estimator (default: standardised ridge on states, and the difference-fitted map), FitMap pairing,
+"""How readout of held-out concepts changes with the anchor corpus's size and breadth: two
+estimators (default: the difference-fitted map and standardised ridge on states), proportional pairing,
 fitted on nested corpora (task questions only, growing; + generated texts; + lexicon anchors,
 growing), each less the concept's topic; readout AUROC averaged over all child layers and
 cos(transferred, child-own), as in ``benchmarks.transfer_screen``.
 
     flock /tmp/xsteer-heavy.lock python -m benchmarks.transfer_corpus_curve --data-dir ../shared/data \
-        [--concepts music,sport,medicine,space,cooking,sentiment,language] [--out FILE.json]
+        [--concepts music,space,cooking,sentiment] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.transfer_acts import CHILD, PARENT, load_all
-from benchmarks.transfer_screen import _stack, _subsample, fit_variant, own_readout, readout
+from benchmarks.transfer_screen import fit_variant, own_readout, readout
 
-CONFIGS = (  # name -> (task questions, generated texts, lexicon words): counts taken in corpus order
-    ("tasks 128", 128, 0, 0), ("tasks 512", 512, 0, 0), ("tasks 1024", 1024, 0, 0),
-    ("generated", 0, 10_000, 0), ("tasks 1024 + generated", 1024, 10_000, 0),
-    ("lexicon 300", 0, 0, 300), ("lexicon 1200", 0, 0, 1200),
-    ("tasks + generated + lexicon 300", 1024, 10_000, 300), ("tasks + generated + lexicon 600", 1024, 10_000, 600),
+CONFIGS = (  # name, task questions, generated texts, lexicon words (taken in corpus order)
+    ("tasks 256", 256, 0, 0), ("tasks 1024", 1024, 0, 0), ("generated 509", 0, 10_000, 0),
+    ("tasks + generated", 1024, 10_000, 0), ("lexicon 150 words", 0, 0, 150), ("lexicon 600 words", 0, 0, 600),
+    ("lexicon 1200 words", 0, 0, 1200), ("tasks + generated + lexicon 300", 1024, 10_000, 300),
     ("tasks + generated + lexicon 1200", 1024, 10_000, 1200),
 )
 
@@ -46,12 +45,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--cache", default="/work/cache/xsteer-acts")
-    ap.add_argument("--concepts", default="music,sport,medicine,space,cooking,sentiment,language")
-    ap.add_argument("--estimators", default="fit+ridge_std/all,fit+difference/all")
+    ap.add_argument("--concepts", default="music,space,cooking,sentiment")
+    ap.add_argument("--estimators", default="proportional+difference/all,proportional+ridge_std/all")
     ap.add_argument("--max-rows", type=int, default=3000)
     ap.add_argument("--out", default="/work/cache/curve.json")
     args = ap.parse_args()
-    from xsteer.transfer import FitMap, hold_out
+    from xsteer.transfer import ProportionalMap, hold_out
 
     concepts, corpus, sides = load_all(Path(args.cache), args.data_dir)
     parent, child = sides[PARENT], sides[CHILD]
@@ -64,9 +63,7 @@ def main() -> None:
         full = {part: np.flatnonzero(np.isin(corp.texts, hold_out(corp, c).texts)) for part, corp in corpus.items()}
         pa, ca = parent.concept(c), child.concept(c)
         own, _, _ = own_readout(ca)
-        sp, _ = _subsample(*_stack(parent, corpus, full, ("last",)), args.max_rows)
-        sc, _ = _subsample(*_stack(child, corpus, full, ("last",)), args.max_rows)
-        mapping = FitMap().fit(parent.info.n_layers, n_child, sp, sc).mapping_
+        mapping = ProportionalMap().fit(parent.info.n_layers, n_child).mapping_
         for name, n_tasks, n_gen, n_words in CONFIGS:
             keep = _limit(corpus, full, n_tasks, n_gen, n_words)
             texts = {k: len(v) for k, v in keep.items()}

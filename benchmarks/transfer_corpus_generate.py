@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from xsteer.fidelity.steering import OpenPrompts
+from xsteer.fidelity.dose import OpenPrompts
 
 TOPICS = (
     "music", "sport", "medicine", "space", "cooking",

@@ -14,7 +14,6 @@ import json
 import time
 
 import numpy as np
-import torch
 
 
 def main() -> None:

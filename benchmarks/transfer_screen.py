@@ -104,6 +104,8 @@ def fit_variant(name, parent, child, corpus, keep, max_rows, mapping):
         return tr, None
     if est in ("difference", "diffprior"):
         dp, names = _contrasts(parent, corpus, keep)
+        if not dp:
+            raise ValueError("No contrast groups in this corpus (task questions carry no topic or style labels).")
         dc, _ = _contrasts(child, corpus, keep)
         groups = np.unique([n.split(":", 1)[1] for n in names], return_inverse=True)[1]  # poolings of a group together
         kept = {"tasks": tasks_only, "corpus": no_lex, "all": keep}[data] if est == "diffprior" else None
@@ -252,9 +254,8 @@ def main() -> None:
     band = list(range(n_child - 5, n_child)) if args.band is None else list(range(*(lambda a, b: (a, b + 1))(*map(int, args.band.split("-")))))
     vocab_cache: dict = {}
     results = []
-    for c in concepts:
-        if c.name not in args.concepts.split(","):
-            continue
+    by_name = {c.name: c for c in concepts}
+    for c in (by_name[n] for n in args.concepts.split(",")):
         t0 = time.perf_counter()
         keep = {part: np.flatnonzero(np.isin(corp.texts, hold_out(corp, c).texts)) for part, corp in corpus.items()}
         pa, ca = parent.concept(c), child.concept(c)

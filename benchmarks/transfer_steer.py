@@ -4,7 +4,7 @@ for several estimators at once, beside the child's own vector, the child's own v
 train pairs (the exchange rate), a wrong concept's parent vector carried by the same map, parent
 random directions carried by the map (mapped-random) and random child directions. Efficiency =
 shift ÷ child-own shift at equal NLL increase, 95% bootstrap CI over prompts
-(``xsteer.fidelity.steering.summarise``), at the largest NLL increase both reach and at a fixed
+(``xsteer.fidelity.dose.compare_at_budget``), at the largest NLL increase both reach and at a fixed
 ``--budget`` (default +1.0 nats/token). Every map is fitted without the concept's topic
 (``xsteer.transfer.corpus.hold_out``); no vector is re-signed with child data.
 
@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=1.0, help="the fixed NLL budget (nats/token) reported beside the largest common one")
     ap.add_argument("--out", default="/work/cache/steer.json")
     args = ap.parse_args()
-    from xsteer.fidelity.steering import NEUTRAL_PROMPTS, dose_response, summarise
+    from xsteer.fidelity.dose import NEUTRAL_PROMPTS, compare_at_budget, dose_response, shift_and_cost, shift_at_cost
     from xsteer.models import load_model
     from xsteer.transfer import FitMap, hold_out
     from xsteer.transfer.steerability import accessibility_profile, accessible_band
@@ -96,17 +96,17 @@ def main() -> None:
         wa = parent.concept(wrong)
         wvec = _mean_diff(wa.train_pos, wa.train_neg)
         own = _mean_diff(ca.train_pos, ca.train_neg)
-        kinds, cos = {"own": _vectors({l: own[l] for l in band}, info, "own")}, {}
+        kinds, cos = {"child_own": _vectors({l: own[l] for l in band}, info, "child_own")}, {"child_own_k": {}}
         for k in (4, 16):
-            kinds[f"own_k{k}"] = _vectors({l: (ca.train_pos[l][:k] - ca.train_neg[l][:k]).double().mean(0) for l in band},
-                                          info, f"own_k{k}")
+            kinds["child_own_k"][k] = _vectors({l: (ca.train_pos[l][:k] - ca.train_neg[l][:k]).double().mean(0) for l in band},
+                                          info, f"child_own_k{k}")
         rng = np.random.default_rng(0)
         first = None
         for est in args.estimators.split(","):
             tr, _ = fit_variant(est, parent, child_side, corpus, keep, args.max_rows, mapping)
             moved = {l: tr.adapters_[l].transform(torch.tensor(pvec[tr.layer_map_.mapping_[l]])) for l in band}
             kinds[est] = _vectors(moved, info, est)
-            cos[est] = {l: float(kinds[est][l] @ kinds["own"][l]) for l in band}
+            cos[est] = {l: float(kinds[est][l] @ kinds["child_own"][l]) for l in band}
             if first is None:
                 first = tr
         kinds["wrong_concept"] = _vectors({l: first.adapters_[l].transform(torch.tensor(wvec[first.layer_map_.mapping_[l]]))
@@ -115,24 +115,29 @@ def main() -> None:
                                             for l in band}, info, "mapped_random") for _ in range(2)]
         kinds["random"] = [_vectors({l: torch.tensor(rng.standard_normal(info.d_model)) for l in band}, info, "random")
                            for _ in range(args.n_random)]
-        dr = dose_response(child, kinds, _judge(name), concept=name, layers=band, strengths=strengths, prompts=prompts,
+        dr = dose_response(child, kinds, _judge(name), concept=name, layers=band, lambdas=strengths, prompts=prompts,
                            max_new_tokens=args.tokens)
-        from xsteer.fidelity.steering import _shift_cost, shift_at_cost
-
         row = {"concept": name, "budget_nll": dr.budget, "cos_own": cos, "timing": dr.timing, "s": None,
                "curves": {k: {"judge": c.judge.tolist(), "nll": c.nll.tolist()} for k, c in
                           {"baseline": dr.baseline, **dr.curves}.items()}}
         for tag, budget in (("", dr.budget), ("_fixed", args.budget)):  # largest common budget; a fixed one
             kinds_out = {}
-            for kind in [k for k in kinds if k not in ("own", "random", "mapped_random")]:
-                _, eff, at, _ = summarise(dr.baseline, {k: v for k, v in dr.curves.items() if v.kind in (kind, "own")},
-                                          budget=budget, numerator=kind)
-                kinds_out[kind] = {"efficiency": eff.to_dict() if eff else None, "shift": at[kind].to_dict()}
-            _, _, at, rand = summarise(dr.baseline, dr.curves, budget=budget)
-            kinds_out["own"] = {"shift": at["own"].to_dict()}
+            for kind in [k for k in kinds if k not in ("child_own", "random", "mapped_random")]:
+                comp = compare_at_budget(dr.baseline, {k: v for k, v in dr.curves.items() if v.kind in (kind, "child_own")},
+                                         budget=budget, numerator=kind)
+                if kind == "child_own_k":
+                    for k, shift in comp.by_k.items():
+                        own_shift = comp.shift["child_own"].value
+                        kinds_out[f"child_own_k{k}"] = {"efficiency": {"value": shift.value / own_shift if own_shift else None},
+                                                        "shift": shift.to_dict()}
+                    continue
+                eff = comp.efficiency
+                kinds_out[kind] = {"efficiency": eff.to_dict() if eff else None, "shift": comp.shift[kind].to_dict()}
+            comp = compare_at_budget(dr.baseline, dr.curves, budget=budget)
+            kinds_out["child_own"] = {"shift": comp.shift["child_own"].to_dict()}
             row["kinds" + tag] = kinds_out
-            row["random_at_budget" + tag] = rand
-            row["mapped_random_at_budget" + tag] = [float(shift_at_cost(*_shift_cost(c, dr.baseline), budget))
+            row["random_at_budget" + tag] = comp.bands["random"].to_dict()
+            row["mapped_random_at_budget" + tag] = [float(shift_at_cost(*shift_and_cost(c, dr.baseline), budget))
                                                     for c in dr.curves.values() if c.kind == "mapped_random"]
         row["fixed_budget_nll"] = args.budget
         row["table"] = dr.table().to_dict("records")

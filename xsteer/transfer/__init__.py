@@ -1,6 +1,7 @@
 """Moving steering vectors from a parent model into a child of another width and depth: layer maps
-(child layer <- parent layer) and dimension adapters (d_parent -> d_child), fitted on paired anchor
-activations, measured and saved."""
+(child layer <- parent layer) and dimension adapters / estimators (d_parent -> d_child), fitted on
+paired anchor activations, contrasts of the built-in anchor corpus or the shared vocabulary,
+measured and saved. ``Transfer().fit(parent, child)`` is the best measured transfer."""
 
 from xsteer.transfer.adapters import (
     ADAPTERS,
@@ -50,6 +51,7 @@ from xsteer.transfer.layer_maps import (
     monotone_alignment,
 )
 from xsteer.transfer.multi import MultiParentTransfer
+from xsteer.transfer.steerability import accessibility_profile, accessible_band
 from xsteer.transfer.transfer import ModelInfo, Transfer
 from xsteer.transfer.vocab import embedding_rows, shared_words
 
@@ -63,6 +65,8 @@ __all__ = [
     "MultiParentTransfer",
     "StandardizedRidgeAdapter",
     "VocabBridge",
+    "accessibility_profile",
+    "accessible_band",
     "builtin_corpus",
     "concept_markers",
     "embedding_rows",

@@ -19,7 +19,7 @@ fit/transform contract (``xsteer.transfer.adapters.DimAdapter``), each fitted on
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
