@@ -172,7 +172,7 @@ CASES = [
                                                       transfers={("greedy", "ridge"): Transfer()}), ValueError,
      ["not a fitted Transfer", ".fit("]),
     ("transfers of other models", lambda c: readout_fidelity(c.narrow, c.child, [c.concept], transfers={
-        ("greedy", "ridge"): Transfer().fit(c.parent, c.child, [f"text {i}" for i in range(40)], progress=False)}),
+        ("greedy", "ridge"): Transfer("greedy", "ridge").fit(c.parent, c.child, [f"text {i}" for i in range(40)], progress=False)}),
      ValueError, ["was fitted for parent", "Fix"]),
     ("transfers keyed by a string", lambda c: readout_fidelity(c.parent, c.child, [c.concept],
                                                               transfers={"greedy": object()}), TypeError,

@@ -121,22 +121,24 @@ def test_cli_errors_are_one_line(args, message, tmp_path):
     assert "Traceback" not in result.output
 
 
-def test_fidelity_demo_runs_first_with_the_runs_map_adapter_and_anchors(tmp_path):
+def test_run_with_fidelity_opens_the_report_with_it_and_does_not_redo_it(tmp_path):
+    """run_transfer(fidelity=[...]): the concept's numbers open report.md (read from the stage's
+    summary), and a resume reads the summary back instead of measuring again."""
     models = {"p": tiny_model("llama", 2, 32, 0), "c": tiny_model("qwen3", 2, 32, 1)}
     cfg = TransferConfig(
         parent="p", child="c", task="arith", k_shot=0, n_pairs=8, n_anchors=24, lambdas=[0.5],
         n_val=2, n_test=2, n_random=0, self_consistency=False, layer_map="proportional",
         fidelity=["sentiment"],
     )
+    result = run_transfer(cfg, tmp_path, models=models, progress=False)
+    summary_file = tmp_path / "fidelity" / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    assert result.diagnostics["fidelity"] == summary
+    found = (tmp_path / "report.md").read_text().split("## Setup")[0]
+    assert f"readout over all child layers {summary['sentiment']['transferred']:.2f}" in found
+    before = summary_file.stat().st_mtime_ns
     run_transfer(cfg, tmp_path, models=models, progress=False)
-    report = tmp_path / "fidelity" / "report.json"
-    data = json.loads(report.read_text())
-    assert data["anchors"]["n_texts"] == 24  # the run's own anchor texts, not the concept's pairs
-    assert "sentiment" in (tmp_path / "fidelity" / "report.md").read_text()
-    assert "proportional" in (tmp_path / "fidelity" / "report.md").read_text()
-    before = report.stat().st_mtime_ns
-    run_transfer(cfg, tmp_path, models=models, progress=False)  # resume: the demo is not redone
-    assert report.stat().st_mtime_ns == before
+    assert summary_file.stat().st_mtime_ns == before
 
 
 def test_unknown_fidelity_concept_fails_on_construction():

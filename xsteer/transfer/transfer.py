@@ -164,6 +164,13 @@ class Transfer:
         if self.adapter.source == "differences" and not any(corpus.topics) and not any(corpus.styles):
             # plain texts form no labelled groups: the shared vocabulary's lexicon anchors supply the contrasts
             corpus = corpus + builtin_corpus(parent, child, generated=False, data_dir=False)
+            if not any(corpus.topics) and not any(corpus.styles):
+                raise ValueError(
+                    f"The {self.adapter.name!r} adapter learns from labelled groups of anchor texts; these "
+                    "texts carry no topic or style labels and the two tokenizers share no one-token words "
+                    "for lexicon anchors. Fix: pass an AnchorCorpus with topic/style labels, or a state "
+                    "adapter, e.g. Transfer(adapter='ridge')."
+                )
         if hold_out is not None:
             corpus = corpus_hold_out(corpus, hold_out)
         texts = anchors.anchor_texts(corpus.texts)
