@@ -139,3 +139,32 @@ def test_lexicon_frames_hold_no_marker_of_any_built_in_concept():
         assert hold_out(lex, load_concept(name, n=32)) == lex
     for t in TOPICS:
         assert hold_out(lex, topic_concept(t, n=32)) == lex
+
+
+# --------------------------------------------------------------------------- activations of a corpus
+
+
+def test_corpus_activations_are_the_kept_rows_and_fixed_sources_are_read_whole_once(tmp_path, monkeypatch):
+    """Rows for the kept texts, in their order and pooling-major, equal a direct collection of those
+    texts; a fixed source is cached whole (whatever the hold-out keeps), the user's texts are not."""
+    import torch
+
+    from xsteer.models import tiny_model
+    from xsteer.transfer.anchors import collect_anchor_activations, collect_corpus_activations
+
+    monkeypatch.setenv("XSTEER_CACHE", str(tmp_path))
+    model = tiny_model("llama", 2, 32, 0)
+    corpus = (AnchorCorpus.of([f"a fixed text number {i}" for i in range(6)], "lexicon")
+              + AnchorCorpus.of(["mine", "mine two words", "mine three more words"], "user"))
+    keep = corpus.subset([4, 7, 1, 6])
+    rows = collect_corpus_activations(model, corpus, keep, ("last", "mean"), batch_size=4, progress=False)
+    direct = collect_anchor_activations(model, list(keep.texts), None, ("last", "mean"), 4, False)
+    assert rows.keys() == direct.keys()
+    for layer in rows:
+        assert rows[layer].shape == (8, 32)
+        torch.testing.assert_close(rows[layer], direct[layer], rtol=1e-4, atol=1e-5)
+    assert len(list((tmp_path / "activations").glob("*.safetensors"))) == 1
+    again = collect_corpus_activations(model, corpus, corpus.subset([1]), ("last", "mean"), batch_size=4, progress=False)
+    assert len(list((tmp_path / "activations").glob("*.safetensors"))) == 1  # another hold-out, the same file
+    for layer in again:
+        torch.testing.assert_close(again[layer], direct[layer][[2, 6]], rtol=1e-4, atol=1e-5)

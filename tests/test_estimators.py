@@ -307,8 +307,13 @@ def test_transfer_fits_each_estimator_source_on_tiny_models_with_a_held_out_topi
     assert dp[0].shape == (2 * (3 + 2), 32) and dc[1].shape[1] == 16  # 3 topics + 2 styles, per pooling
     assert len(set(groups)) == 5  # both poolings of a group leave together
     assert d.adapters_[0].source == "differences"
-    with pytest.raises(ValueError, match="No contrast groups"):  # byte-level tiny tokenizers share no words
-        Transfer("greedy", "difference").fit(parent, child, texts, progress=False)
+    # plain texts form no groups, and byte-level tiny tokenizers share no words for lexicon anchors:
+    # the shipped generated texts (topic and style labelled) supply the contrasts
+    from xsteer.transfer.corpus import generated_corpus
+
+    Transfer("greedy", "difference").fit(parent, child, texts, progress=False)
+    assert seen["rows"] == 2 * (len(texts) + len(generated_corpus()))
+    assert len(set(seen["differences"][2])) > 100  # the generated corpus's topics and styles
 
 
 def test_transfer_rejects_too_few_anchors_and_nan_and_missing_layers():

@@ -6,6 +6,7 @@ import hashlib
 import json
 from typing import Literal, Sequence
 
+import numpy as np
 import torch
 
 from xsteer.activations import collect_pooled
@@ -16,6 +17,7 @@ __all__ = [
     "anchor_hash",
     "anchor_groups",
     "collect_anchor_activations",
+    "collect_corpus_activations",
 ]
 
 MIN_ANCHORS = 2
@@ -70,3 +72,38 @@ def collect_anchor_activations(
     texts = anchor_texts(texts)
     parts = collect_pooled(model, texts, layers, poolings=pooling, batch_size=batch_size, progress=progress)
     return {l: torch.cat([parts[p][l] for p in pooling]) for l in parts[pooling[0]]}
+
+
+def collect_corpus_activations(
+    model,
+    corpus,
+    keep,
+    pooling: Sequence[Pooling],
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[int, torch.Tensor]:
+    """Rows of :func:`collect_anchor_activations` for the texts of ``keep`` (a subset of ``corpus``,
+    an AnchorCorpus), pooling-major. Every source of ``corpus`` but the user's own ("user") is read
+    whole through the disk activation cache, so a fixed corpus costs one pass per model and machine
+    whatever a hold-out later removes from it."""
+    pooling = tuple(pooling)
+    wanted = set(keep.texts)
+    row_of: dict[str, tuple[int, int]] = {}
+    blocks = []
+    for source in dict.fromkeys(corpus.sources):
+        texts = [t for t, s in zip(corpus.texts, corpus.sources) if s == source]
+        cached = source != "user"
+        if not cached:
+            texts = [t for t in texts if t in wanted]
+        if not texts:
+            continue
+        block = collect_pooled(model, texts, None, poolings=pooling, batch_size=batch_size, progress=progress,
+                               cache=cached)
+        row_of.update({t: (len(blocks), i) for i, t in enumerate(texts)})
+        blocks.append(block)
+    offsets = np.cumsum([0] + [len(next(iter(block[pooling[0]].values()))) for block in blocks])
+    index = torch.as_tensor([offsets[b] + i for b, i in (row_of[t] for t in keep.texts)], dtype=torch.long)
+    return {
+        layer: torch.cat([torch.cat([block[p][layer] for block in blocks])[index] for p in pooling])
+        for layer in blocks[0][pooling[0]]
+    }

@@ -19,7 +19,7 @@ from xsteer.transfer import aligned, anchors
 from xsteer.transfer.adapters import DimAdapter, RidgeAdapter, make_adapter
 from xsteer.transfer.anchors import MIN_ANCHORS, Pooling
 from xsteer.transfer.contrasts import group_contrasts
-from xsteer.transfer.corpus import AnchorCorpus, builtin_corpus, lexicon_corpus
+from xsteer.transfer.corpus import AnchorCorpus, builtin_corpus, generated_corpus, lexicon_corpus
 from xsteer.transfer.corpus import hold_out as corpus_hold_out
 from xsteer.transfer.vocab import embedding_rows, shared_words
 from xsteer.transfer.layer_maps import CKAMap, LayerMap, make_layer_map
@@ -162,25 +162,22 @@ class Transfer:
         else:
             corpus = AnchorCorpus.of(anchors.anchor_texts(anchor_texts), "user")
         if self.adapter.source == "differences" and not any(corpus.topics) and not any(corpus.styles):
-            # plain texts form no labelled groups: the shared vocabulary's lexicon anchors supply the contrasts
-            corpus = corpus + builtin_corpus(parent, child, generated=False, data_dir=False)
-            if not any(corpus.topics) and not any(corpus.styles):
-                raise ValueError(
-                    f"The {self.adapter.name!r} adapter learns from labelled groups of anchor texts; these "
-                    "texts carry no topic or style labels and the two tokenizers share no one-token words "
-                    "for lexicon anchors. Fix: pass an AnchorCorpus with topic/style labels, or a state "
-                    "adapter, e.g. Transfer(adapter='ridge')."
-                )
-        if hold_out is not None:
-            corpus = corpus_hold_out(corpus, hold_out)
-        texts = anchors.anchor_texts(corpus.texts)
+            # plain texts form no labelled groups: add labelled built-in anchors (the lexicon words both
+            # tokenizers share; the generated texts when they share none)
+            lexicon = builtin_corpus(parent, child, generated=False, data_dir=False)
+            corpus = corpus + (lexicon if len(lexicon) else generated_corpus())
+        kept = corpus_hold_out(corpus, hold_out) if hold_out is not None else corpus
+        texts = anchors.anchor_texts(kept.texts)
+        if len(texts) < len(kept):  # a text given twice is one anchor
+            kept = kept.subset(np.sort(np.unique(np.asarray(kept.texts, dtype=object), return_index=True)[1]))
         if pooling == "aligned":
             return self._fit_aligned(parent, child, texts, batch_size, max_tokens, progress)
         pooling = (pooling,) if isinstance(pooling, str) else tuple(pooling)
-        acts = [
-            anchors.collect_anchor_activations(m, texts, None, pooling, batch_size, progress)
-            for m in (parent, child)
-        ]
+        if not pooling:
+            raise ValueError("pooling must name at least one of 'last', 'mean'.")
+        acts = [anchors.collect_corpus_activations(m, corpus, kept, pooling, batch_size, progress)
+                for m in (parent, child)]
+        corpus = kept
         extra: dict[str, Any] = {}
         if self.adapter.source == "differences":
             labels = {"topic": corpus.topics * len(pooling), "style": corpus.styles * len(pooling)}
