@@ -88,8 +88,8 @@ class TransferConfig:
     k_shot: int = 5
     method: str = "pca"
     n_pairs: int = 64
-    layer_map: str = "greedy"
-    adapter: str = "ridge"
+    layer_map: str = "proportional"
+    adapter: str = "difference"
     n_anchors: int = 256
     scale: str = "absolute"
     lambdas: list[float] = field(default_factory=lambda: list(PAPER_LAMBDAS))
@@ -165,8 +165,9 @@ OPTION_HELP: dict[str, str] = {
     "k_shot": "Few-shot examples in the prompt.",
     "method": "pca (RepE), mean_diff (CAA) or random.",
     "n_pairs": "Contrast pairs for extraction.",
-    "layer_map": "Child layer <- parent layer: greedy (the paper), proportional, cka.",
-    "adapter": "d_parent -> d_child map: ridge, procrustes, identity, truncate_pad, random_projection.",
+    "layer_map": "Child layer <- parent layer: proportional (every child layer), greedy (the paper), cka, fit.",
+    "adapter": "d_parent -> d_child map: difference (fitted on concept-free contrasts, docs/results.md), ridge "
+               "(the previous default), ridge_std, vocab, procrustes, identity, truncate_pad, random_projection.",
     "n_anchors": "Anchor texts for fitting the transfer.",
     "scale": "absolute (the paper: λ·v) or relative (λ·median‖h_l‖·v: λ is a fraction of the stream).",
     "lambdas": "'paper' = {0.01..0.09} ∪ {0.1..1.0}, or e.g. 0.02,0.05,0.1.",
@@ -569,12 +570,13 @@ class _Run:
         """The layer map and adapters, fitted on the anchors (or the transfer the folder holds)."""
         if self.has("transfer"):
             return Transfer.load(self.out / "transfer")
-        # Last-token rows only: steering vectors live at the last token, and mixing in mean-pooled
-        # rows adds an easy-to-predict pooling offset that inflates the adapters' R².
-        transfer = Transfer(self.cfg.layer_map, self.cfg.adapter).fit(
-            self.parent, self.child, self.anchors, pooling="last", batch_size=self.cfg.batch_size,
-            progress=self.progress,
-        )
+        transfer = Transfer(self.cfg.layer_map, self.cfg.adapter)
+        # A state-fitted adapter reads last-token rows only: steering vectors live at the last token, and
+        # mean-pooled rows add an easy-to-predict pooling offset that inflates its R². A difference-fitted
+        # one learns from group contrasts at both, as Transfer() was measured (docs/results.md).
+        pooling = ("last", "mean") if transfer.adapter.source == "differences" else "last"
+        transfer.fit(self.parent, self.child, self.anchors, pooling=pooling, batch_size=self.cfg.batch_size,
+                     progress=self.progress)
         if self.folder is not None:
             transfer.save(self.out / "transfer")
             self.folder.saved_artifact("transfer")
