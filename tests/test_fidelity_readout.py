@@ -235,3 +235,25 @@ def test_leave_concept_out_fits_each_concept_without_its_own_texts():
         fidelity_from_acts(acts[0], acts[1], cs[:1], anchor_texts=cs[0].texts("train"), n_random=5)
     with pytest.raises(ValueError, match="Unknown anchor mode"):
         fidelity_from_acts(acts[0], acts[1], cs, anchor_texts=anchors, anchor_mode="nope")
+
+
+def test_cached_activations_of_a_loaded_model_with_other_weights_are_collected_again(tmp_path):
+    """The cache is keyed by name; a loaded model of that name with other weights is not served the
+    old model's rows (issue 26: no cached state from another model)."""
+    from xsteer.activations import collect_activations
+    from xsteer.concepts import load_concept
+    from xsteer.fidelity import cached_model_acts
+    from xsteer.models import tiny_model
+
+    model = tiny_model("llama", n_layers=2, d_model=32, seed=0)
+    cs = [load_concept("language", n=16)]
+    anchors = cs[0].texts("train")[:6]
+    before = cached_model_acts(model, cs, anchors, cache_dir=tmp_path)
+    torch.manual_seed(0)
+    with torch.no_grad():  # other weights (a rescaling would be the same model to the fingerprint)
+        for param in model.original_model.parameters():
+            param.add_(torch.randn_like(param) * param.std())
+    after = cached_model_acts(model, cs, anchors, cache_dir=tmp_path)
+    fresh = collect_activations(model, after.last_texts, None, pooling="last")
+    assert not torch.allclose(after.last[1], before.last[1])
+    torch.testing.assert_close(after.last[1], fresh[1], rtol=1e-4, atol=1e-5)

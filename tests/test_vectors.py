@@ -138,7 +138,7 @@ def test_select_keeps_only_the_chosen_layers():
         "parent-x", "pca", 7, {"pairs": 40, "split": "train", "note": [1, 2]}
     )
     assert sv.layers == [0, 1, 3]
-    with pytest.raises(KeyError, match=r"No vectors at layers \[2\]"):
+    with pytest.raises(ValueError, match=r"No vectors at layers \[2\].*Fix: select layers they have"):
         sv.select([1, 2])
 
 

@@ -252,7 +252,10 @@ class SteeringVectors:
             raise ValueError("select([]) keeps no layer. Fix: name at least one layer with a vector.")
         missing = [l for l in wanted if l not in self.directions]
         if missing:
-            raise KeyError(f"No vectors at layers {missing}; available layers: {self.layers}.")
+            raise ValueError(
+                f"No vectors at layers {missing}; these vectors have layers {self.layers}. Fix: select layers "
+                "they have (a transfer's proportional map reaches every child layer)."
+            )
 
         def keep(per_layer: dict) -> dict:
             return {l: per_layer[l] for l in wanted if l in per_layer}

@@ -731,8 +731,11 @@ def cached_model_acts(model, concepts: Sequence[Concept], anchor_texts: Sequence
                       load=None, batch_size: int = 16, progress: bool = False) -> ModelActs:
     """:func:`collect_model_acts` through a cache folder, one file per pooling pass (so an
     interrupted run keeps the finished pass): ``model`` is a loaded model, or a name that ``load``
-    turns into one only when something is not cached yet (so reruns skip loading)."""
+    turns into one only when something is not cached yet (so reruns skip loading). A file is keyed
+    by the name; given a loaded model, a file of another model of that name (other weights) is
+    collected again, not read."""
     name = model if isinstance(model, str) else str(model.cfg.model_name)
+    loaded_info = None if isinstance(model, str) else ModelInfo.from_model(model)
     anchors = list(dict.fromkeys(anchor_texts))
     last_texts = list(dict.fromkeys([t for c in concepts for t in c.texts("all")] + anchors))
     passes, info = {}, None
@@ -741,8 +744,10 @@ def cached_model_acts(model, concepts: Sequence[Concept], anchor_texts: Sequence
         path = Path(cache_dir) / f"acts-{name.replace('/', '_')}-{pooling}-{key}.pt" if cache_dir else None
         if path is not None and path.exists():
             saved = torch.load(path, weights_only=True)
-            passes[pooling], info = saved["acts"], ModelInfo(**saved["info"])
-            continue
+            saved_info = ModelInfo(**saved["info"])
+            if loaded_info is None or loaded_info.same_model(saved_info):
+                passes[pooling], info = saved["acts"], saved_info
+                continue
         if isinstance(model, str):
             if load is None:
                 raise ValueError(f"Activations of {name!r} are not cached; pass a loaded model or load=load_model.")
