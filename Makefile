@@ -30,7 +30,7 @@ interop-venvs: setup
 	bash benchmarks/peer_runner/setup.sh
 
 test: setup interop-venvs
-	$(PY) -m pytest -q --nbmake tests examples/quickstart.ipynb
+	$(PY) -m pytest -q --nbmake --nbmake-timeout 900 tests examples/quickstart.ipynb examples/paper_figures.ipynb examples/own_concept.ipynb
 
 bench: setup
 	$(PY) -m benchmarks
