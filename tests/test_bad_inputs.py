@@ -166,7 +166,7 @@ def _saved_folder(tmp_path, **overrides):
 @pytest.mark.parametrize(
     "args, fields",
     [
-        (["--adapter", "procrustes", "--method", "mean_diff"], ["adapter: 'ridge' → 'procrustes'", "method: 'pca' → 'mean_diff'"]),
+        (["--adapter", "procrustes", "--method", "mean_diff"], ["adapter: 'difference' → 'procrustes'", "method: 'pca' → 'mean_diff'"]),
         (["--parent", "nosuchmodel"], ["parent: 'tiny:llama:3:64:0' → 'nosuchmodel'"]),
         (["--task", "arc-easy"], ["task: 'arith' → 'arc-easy'"]),
     ],
