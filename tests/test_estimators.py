@@ -360,3 +360,31 @@ def test_streamed_standardised_ridge_equals_the_row_fit_and_scores_last_rows_apa
     t = Transfer("greedy", "ridge_std").fit(parent, child, texts, pooling="aligned", progress=False)
     for a in t.adapters_.values():
         assert isinstance(a, StandardizedRidgeAdapter) and np.isfinite(a.score_last_) and a.score_last_ != a.score_
+
+
+@pytest.mark.parametrize("layer_map, adapter, reads_tasks", [
+    ("proportional", "difference", False), ("greedy", "difference", False), ("fit", "difference", True),
+    ("proportional", "ridge", True), ("cka", "difference", True),
+])
+def test_builtin_corpus_reads_task_questions_only_for_fits_that_read_states(layer_map, adapter, reads_tasks,
+                                                                             data_dir, monkeypatch):
+    """Task questions carry no labels, so a difference-fitted map on a fixed pairing learns nothing from
+    them (checked: the same map with and without them) and the built-in fit skips reading them."""
+    from xsteer.models import tiny_model
+    from xsteer.transfer import anchors as anchors_module
+    from xsteer.transfer.corpus import generated_corpus, task_corpus
+
+    parent, child = tiny_model("llama", 2, 32), tiny_model("qwen3", 3, 16)
+    sources = []
+    real = anchors_module.collect_corpus_activations
+    monkeypatch.setattr(anchors_module, "collect_corpus_activations",
+                        lambda m, corpus, *a, **k: sources.append(set(corpus.sources)) or real(m, corpus, *a, **k))
+    Transfer(layer_map, adapter).fit(parent, child, data_dir=data_dir, progress=False)
+    assert any(s.startswith("task:") for s in sources[0]) == reads_tasks
+    if layer_map == "proportional" and adapter == "difference":
+        with_tasks = Transfer().fit(parent, child, generated_corpus() + task_corpus(data_dir, n_per_task=32),
+                                    progress=False)
+        without = Transfer().fit(parent, child, generated_corpus(), progress=False)
+        v = torch.randn(32, generator=torch.Generator().manual_seed(0))
+        for layer in without.adapters_:
+            torch.testing.assert_close(with_tasks.adapters_[layer].transform(v), without.adapters_[layer].transform(v))

@@ -47,6 +47,8 @@ class LayerMap(ABC):
     """A strategy pairing child layers with parent layers; ``fit`` sets ``mapping_`` (child -> parent)."""
 
     name: ClassVar[str]
+    #: Whether the pairing reads the anchors' states (a fixed pairing reads nothing).
+    reads_states: ClassVar[bool] = False
 
     def fit(
         self,
@@ -207,6 +209,7 @@ class CKAMap(LayerMap):
     """
 
     name = "cka"
+    reads_states = True
 
     def _pair(self, parent_acts, child_acts):
         _check_all_layers(self, parent_acts, child_acts)
@@ -240,6 +243,10 @@ class FitMap(LayerMap):
             raise ValueError(f"FitMap on= 'states' or 'differences', not {on!r}.")
         self.monotone, self.alpha, self.max_rows = bool(monotone), float(alpha), int(max_rows)
         self.held_out, self.seed, self.on = float(held_out), int(seed), on
+
+    @property
+    def reads_states(self) -> bool:  # on="differences" pairs on the corpus's contrasts
+        return self.on == "states"
 
     def get_params(self):
         return {"monotone": self.monotone, "alpha": self.alpha, "max_rows": self.max_rows,

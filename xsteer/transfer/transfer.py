@@ -143,8 +143,9 @@ class Transfer:
         """Collect anchor activations of both models (every layer), then :meth:`fit_activations`.
 
         ``anchor_texts``: texts, an :class:`~xsteer.transfer.corpus.AnchorCorpus`, or None for the
-        built-in corpus (:func:`~xsteer.transfer.corpus.builtin_corpus`: generated texts, task
-        questions found in ``data_dir`` / ``$XSTEER_DATA_DIR``, lexicon anchors); plain texts given
+        built-in corpus (:func:`~xsteer.transfer.corpus.builtin_corpus`: generated texts, lexicon
+        anchors, and, for a fit that reads unlabelled states, task questions found in ``data_dir`` /
+        ``$XSTEER_DATA_DIR``); plain texts given
         to a difference-fitted adapter get the lexicon anchors added (their word contrasts are what
         it learns from). ``hold_out``: a
         Concept whose topic is removed from the anchors first (:func:`~xsteer.transfer.corpus.hold_out`),
@@ -156,7 +157,8 @@ class Transfer:
         statistics with held-out *texts* (see :mod:`xsteer.transfer.aligned`); ridge adapter only.
         """
         if anchor_texts is None:
-            corpus = builtin_corpus(parent, child, data_dir=data_dir)
+            # task questions carry no topic or style label: only a fit that reads states uses them
+            corpus = builtin_corpus(parent, child, data_dir=data_dir if self._reads_states() else False)
         elif isinstance(anchor_texts, AnchorCorpus):
             corpus = anchor_texts
         else:
@@ -200,6 +202,12 @@ class Transfer:
             anchor_hash=anchors.anchor_hash(texts, pooling),
             **extra,
         )
+
+    def _reads_states(self) -> bool:
+        """Whether unlabelled anchor states change the fit: a layer map that reads them, or an adapter
+        fitted on states or with a state prior (a difference-fitted one without a prior reads contrasts only)."""
+        return (self.layer_map.reads_states or self.adapter.source != "differences"
+                or getattr(self.adapter, "prior", 0.0) > 0)
 
     def _fit_aligned(self, parent, child, texts, batch_size, max_tokens, progress) -> Transfer:
         if not isinstance(self.adapter, RidgeAdapter):
