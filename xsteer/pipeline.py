@@ -21,7 +21,7 @@ from xsteer.evaluate import PAPER_LAMBDAS, Evaluator, check_lambdas, its_vote
 from xsteer.activations import collect_activations
 from xsteer.concepts import CONCEPTS, load_concept
 from xsteer.extract import METHODS, extract_vectors, random_vectors
-from xsteer.fidelity import NEUTRAL_PROMPTS, SteeringFidelity, readout_fidelity, steer_concept, steerable_layers
+from xsteer.fidelity import NEUTRAL_PROMPTS, SteeringFidelity, readout_fidelity, steer_concept
 from xsteer.fidelity import write_report as write_fidelity_report
 from xsteer.fidelity.steering import format_markdown as format_steering_markdown
 from xsteer import models as models_module
@@ -35,7 +35,8 @@ from xsteer.runfolder import RESUMABLE_FIELDS, RunFolder
 from xsteer.schedules import Band, Schedule, check_depth, schedule_from_dict, schedule_from_spec, search_band
 from xsteer.steer import relative_size, residual_norms
 from xsteer.tasks import TASKS, load_task
-from xsteer.transfer import ADAPTERS, LAYER_MAPS, Transfer, cosine_to_reference
+from xsteer.transfer import ADAPTERS, LAYER_MAPS, Transfer, accessibility_profile, accessible_band, cosine_to_reference
+from xsteer.transfer.corpus import generated_corpus
 from xsteer.vectors import SteeringVectors
 
 __all__ = ["OPTION_HELP", "SCHEDULE_FILE", "TransferConfig", "run_transfer", "select_lambda"]
@@ -680,7 +681,8 @@ def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None,
     """Does each concept of ``cfg.fidelity`` arrive in the child? For every concept: the run's transfer
     (``cfg.layer_map`` × ``cfg.adapter``) fitted on the built-in anchors with that concept held out,
     its readout over all child layers beside the child's own vector and random directions, and, for a
-    concept with a judge, its dose-response at the band where the child's own vector steers best,
+    concept with a judge, its dose-response at the child's accessible band (found from the child
+    alone: where its logit lens starts to read the next token, ``xsteer.transfer.accessible_band``),
     beside the child's own vector and random and mapped-random directions (``out/fidelity``). Returns
     the summary the report opens with (read back from the folder on resume)."""
     folder = out / FIDELITY_DIR if out is not None else None
@@ -690,7 +692,7 @@ def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None,
         return {name: done[name] for name in cfg.fidelity}
     parent, child = models(cfg.parent), models(cfg.child)
     summary: dict[str, Any] = dict(done)
-    readouts, doses = [], []
+    readouts, doses, band = [], [], None
     for name in todo:
         concept = load_concept(name, n=64, seed=cfg.seed, data_dir=cfg.data_dir)
         transfer = Transfer(cfg.layer_map, cfg.adapter).fit(
@@ -704,10 +706,9 @@ def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None,
         entry: dict[str, Any] = {"transferred": row["transferred_all_layers"], "child_own": row["child_own_all_layers"],
                                  "random_p95": row["random_p95_all_layers"], "parent_holds": row["parent_holds"]}
         if concept.judge is not None:
-            own = extract_vectors(child, concept.train, "mean_diff", seed=cfg.seed)
-            where = steerable_layers(child, own, concept.judge, lambdas=(0.16,), prompts=NEUTRAL_PROMPTS[:4],
-                                     max_new_tokens=16, seed=cfg.seed, batch_size=cfg.batch_size)
-            dose, _ = steer_concept(parent, child, concept, transfer, where.best, lambdas=(0.04, 0.08, 0.16),
+            if band is None:  # where the child steers, from the child alone (docs/results.md)
+                band = accessible_band(accessibility_profile(child, list(generated_corpus().sample(64, seed=cfg.seed).texts)))
+            dose, _ = steer_concept(parent, child, concept, transfer, band, lambdas=(0.04, 0.08, 0.16, 0.32),
                                     prompts=NEUTRAL_PROMPTS[:8], n_random=3, n_mapped_random=3, k_pairs=(),
                                     prompting=False, max_new_tokens=16, seed=cfg.seed, batch_size=cfg.batch_size)
             doses.append(dose)
