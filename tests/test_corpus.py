@@ -34,7 +34,10 @@ def test_topic_pairs_differ_in_one_topic_noun_only(topic):
         assert only_neg and only_neg <= neutral  # an everyday object
         assert not (set(neg) & lexicon)  # the negative side says nothing of the topic
     c = topic_concept(topic, n=64)
-    assert (len(c.train), len(c.test)) == (48, 16) and c.judge is None
+    assert (len(c.train), len(c.test)) == (48, 16) and c.judge == TopicJudge(topic)
+    assert load_concept(topic, n=64) == c  # a built-in concept by name
+    judged = c.judge.score([p.positive for p in c.test]), c.judge.score([p.negative for p in c.test])
+    assert (judged[0] > 0).all() and (judged[1] == 0).all()
 
 
 def test_no_everyday_object_belongs_to_a_topic():

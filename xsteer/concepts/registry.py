@@ -17,6 +17,7 @@ from .base import JUDGES, Concept, JudgeLike, check_judge, concept_from_pairs
 from .files import read_pairs_jsonl
 from .language import language_pairs
 from .sentiment import sentiment_pairs
+from .topics import TOPICS, topic_concept
 
 __all__ = ["CONCEPTS", "load_concept", "load_judge"]
 
@@ -28,8 +29,9 @@ _BUILTIN = {
                  "Answer in French."),
     "arith_truth": (None, None, "true vs. false arithmetic statement ('17 + 25 = 42.' vs '... = 45.')", None),
 }
-CONCEPTS: tuple[str, ...] = tuple(_BUILTIN)
-"""Built-in concept names; ``load_concept`` also takes ``task:<task name>`` and JSONL paths."""
+CONCEPTS: tuple[str, ...] = (*_BUILTIN, *TOPICS)
+"""Built-in concept names (the topics judged by their keyword share, ``TopicJudge``); ``load_concept``
+also takes ``task:<task name>`` and JSONL paths."""
 
 
 def _unique(pairs: list[ContrastPair]) -> list[ContrastPair]:
@@ -83,6 +85,8 @@ def load_concept(
         pairs = _arith_truth(n, seed) if make is None else make(n, seed)
         return concept_from_pairs(key, pairs, held_out=held_out, seed=seed, judge=judge or builtin_judge,
                                   description=desc, instruction=instruction or builtin_instruction)
+    if key in TOPICS:
+        return topic_concept(key, n=n, seed=seed, held_out=held_out, judge=judge, instruction=instruction)
     if key.startswith("task:"):
         task_name = spec.split(":", 1)[1].strip()
         task = load_task(task_name, data_dir=data_dir, seed=seed)

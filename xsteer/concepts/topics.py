@@ -137,10 +137,13 @@ def topic_pairs(name: str, n: int = 256, seed: int = 0) -> list[ContrastPair]:
     return pairs
 
 
-def topic_concept(name: str, *, n: int = 256, seed: int = 0, held_out: float = 0.25) -> Concept:
-    """The topic as a concept (no named judge: pass ``TopicJudge(name)`` to the dose-response)."""
+def topic_concept(name: str, *, n: int = 256, seed: int = 0, held_out: float = 0.25, judge=None,
+                  instruction: str | None = None) -> Concept:
+    """The topic as a concept, judged by its keyword share (``TopicJudge``) unless ``judge`` is given;
+    ``load_concept(name)`` returns it."""
     key = _check(name)
     return concept_from_pairs(key, topic_pairs(key, n, seed), held_out=held_out, seed=seed,
+                              judge=judge or TopicJudge(key), instruction=instruction or f"Talk about {key}.",
                               description=f"a sentence about a {key} noun vs. the same sentence about an everyday object")
 
 
@@ -151,6 +154,15 @@ class TopicJudge:
         self.topic = _check(topic)
         self.name = f"topic:{self.topic}"
         self.lexicon = topic_lexicon(self.topic)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TopicJudge) and other.topic == self.topic
+
+    def __hash__(self) -> int:
+        return hash(("TopicJudge", self.topic))
+
+    def __repr__(self) -> str:
+        return f"TopicJudge({self.topic!r})"
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         """Topic-word share per text."""
