@@ -649,6 +649,7 @@ class _Run:
             "residual_norms": {str(l): v for l, v in residual_norms(self.child).items()},
             "n_pairs": len(self.pairs),
             "n_anchors": len(self.anchors),
+            "anchor_rows": transfer.n_anchors_,
             "steering": {
                 "operator": self.operator.to_dict(),
                 "positions": cfg.positions,

@@ -26,6 +26,12 @@ def _verdict(comp) -> str:
     return "helps" if comp.delta.value > 0 else "hurts"
 
 
+def _anchors(diagnostics: dict) -> str:
+    """The anchors the transfer was fitted on, as the run saw them."""
+    texts, rows = diagnostics.get("n_anchors", "?"), diagnostics.get("anchor_rows")
+    return f"{texts} anchor texts" + (f" ({rows} rows fitted on)" if rows is not None else "")
+
+
 def findings(result: TransferResult) -> list[str]:
     """What the run found, in a few plain lines: the concepts' fidelity (when measured), the
     transferred vector against the baseline at λ* and by ITS, and its place among the random
@@ -73,7 +79,7 @@ def render_markdown(result: TransferResult) -> str:
         "## Setup",
         "",
         f"- method `{cfg['method']}`, {result.diagnostics.get('n_pairs', '?')} contrast pairs; layer map "
-        f"`{cfg['layer_map']}`, adapter `{cfg['adapter']}`, {result.diagnostics.get('n_anchors', '?')} anchors",
+        f"`{cfg['layer_map']}`, adapter `{cfg['adapter']}`, {_anchors(result.diagnostics)}",
         f"- scale `{cfg['scale']}`, λ grid ({len(cfg['lambdas'])} values): {', '.join(f'{l:g}' for l in cfg['lambdas'])}",
         f"- items: validation {len(result.item_ids['validation'])}, test {len(result.item_ids['test'])}; seed {cfg['seed']}",
         *_steering_lines(result),

@@ -147,7 +147,7 @@ class Transfer:
         anchors, and, for a fit that reads unlabelled states, task questions found in ``data_dir`` /
         ``$XSTEER_DATA_DIR``); plain texts given
         to a difference-fitted adapter get the lexicon anchors added (their word contrasts are what
-        it learns from). ``hold_out``: a
+        it learns from; without a state prior, on a fixed layer pairing, it reads only labelled texts). ``hold_out``: a
         Concept whose topic is removed from the anchors first (:func:`~xsteer.transfer.corpus.hold_out`),
         so the map never sees the concept it will carry. A difference-fitted adapter learns from the
         corpus's labelled groups (topic, style); the vocabulary bridge from the shared vocabulary.
@@ -169,6 +169,8 @@ class Transfer:
             lexicon = builtin_corpus(parent, child, generated=False, data_dir=False)
             corpus = corpus + (lexicon if len(lexicon) else generated_corpus())
         kept = corpus_hold_out(corpus, hold_out) if hold_out is not None else corpus
+        if not self._reads_states():  # only labelled groups reach the map: read nothing else
+            kept = kept.where(lambda text, source, topic, style: bool(topic or style))
         texts = anchors.anchor_texts(kept.texts)
         if len(texts) < len(kept):  # a text given twice is one anchor
             kept = kept.subset(np.sort(np.unique(np.asarray(kept.texts, dtype=object), return_index=True)[1]))
