@@ -20,8 +20,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 	-bash scripts/install_chromium.sh
 	touch $@
 
+# The demo: two concepts the parent holds carried into the child (readout and steering beside the
+# child's own vector and random directions), then the paper's protocol on arith at relative strengths
+# where answers change. Every other setting is TransferConfig()'s (xsteer run --help).
 run: setup
-	$(VENV)/bin/xsteer run --k-shot 0 --n-val 20 --n-test 40 --n-random 2 --batch-size 32 --fidelity sentiment,arith_truth
+	$(VENV)/bin/xsteer run --fidelity sentiment,music --task arith --mode loglik --method mean_diff \
+		--scale relative --lambdas 0.01,0.03,0.1,0.3 --n-val 30 --n-test 80 --n-random 4 \
+		--no-self-consistency --batch-size 32
 
 # The other tools the interop tests run in their own venvs (each script is idempotent): the
 # lm-evaluation-harness, repeng and steering-vectors. Without them those tests skip (fail under CI=true).

@@ -199,8 +199,11 @@ def test_a_concept_brings_its_own_judge_object_or_function(tiny, tmp_path):
     assert load_judge("sentiment") == "sentiment"
 
 
-def test_suite_on_tiny_models_one_direction():
+def test_suite_on_tiny_models_one_direction(monkeypatch):
     from xsteer.fidelity.suite import SuiteConfig, fidelity_suite
+
+    held_out, fit = [], Transfer.fit
+    monkeypatch.setattr(Transfer, "fit", lambda self, *a, **k: held_out.append(k["hold_out"].name) or fit(self, *a, **k))
 
     parent = tiny_model("qwen2", n_layers=4, d_model=64, seed=1)
     child = tiny_model("llama", n_layers=3, d_model=48, seed=0)
@@ -212,6 +215,7 @@ def test_suite_on_tiny_models_one_direction():
                          directions=["parent_to_child"], layers={"sentiment": [1, 2], "language": [1, 2]})
     assert [(r.estimator, r.concept) for r in res.rows] == [("prop", "sentiment"), ("top", "sentiment"),
                                                            ("prop", "language"), ("top", "language")]
+    assert held_out == ["sentiment", "sentiment", "language", "language"]  # each fit holds its concept's topic out
     prop, top = res.rows[0], res.rows[1]
     assert prop.steering is not None and prop.steering.layers == [1, 2]
     assert {c.kind for c in prop.steering.curves.values()} == {"transferred", "child_own", "child_own_k", "random",

@@ -242,8 +242,10 @@ def fidelity_suite(
     ``Concept``s with their own judges), every estimator of ``transfers`` (name -> ``Transfer`` or
     factory; default the library's ``Transfer()``) and every direction of ``directions``.
     ``hold_out(anchor_texts, concept)`` returns the anchors a concept's transfer may see (default:
-    all but the concept's own texts); ``layers`` fixes the steering band per concept name instead of
-    searching it; ``fit_options`` go to every ``Transfer.fit``."""
+    all but the concept's own texts), and every fit then holds the concept's topic out of them and of
+    any anchors it adds (``Transfer.fit(hold_out=concept)``; ``fit_options={"hold_out": None}`` turns
+    that off); ``layers`` fixes the steering band per concept name instead of searching it;
+    ``fit_options`` go to every ``Transfer.fit``."""
     t0 = time.perf_counter()
     if not isinstance(config, SuiteConfig):
         raise TypeError(f"config must be a SuiteConfig (e.g. SuiteConfig.quick()), not {type(config).__name__}.")
@@ -287,7 +289,7 @@ def fidelity_suite(
             others = [o for o in judged if o.name != concept.name] or [o for o in concepts if o.name != concept.name]
             kept = list(keep(anchors, concept))
             for name, spec in specs.items():
-                tr = _fresh(spec, name).fit(p, c, kept, progress=progress, **(fit_options or {}))
+                tr = _fresh(spec, name).fit(p, c, kept, progress=progress, **{"hold_out": concept, **(fit_options or {})})
                 key = (name, f"{tr.layer_map.name}+{tr.adapter.name}")
                 readout = readout_from_activations(
                     concept, p_acts.concept(concept), c_acts.concept(concept), {key: tr}, parent_info=p_acts.info,
