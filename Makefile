@@ -50,6 +50,6 @@ interop: setup
 clean:
 	rm -rf $(VENV) .venv-lm-eval .venv-repeng .venv-steering-vectors .llamacpp
 
-# The converted model cache (~1.8 GB): $XSTEER_CACHE, else ~/.cache/xsteer.
+# The converted models (~1.8 GB) and the activation cache: $XSTEER_CACHE, else ~/.cache/xsteer.
 clean-cache:
 	rm -rf "$${XSTEER_CACHE:-$$HOME/.cache/xsteer}"
