@@ -676,6 +676,9 @@ def _check_schedule_depth(schedule: Schedule, depth: int, child: str) -> None:
 
 #: Where the run keeps its concept-fidelity stage: readout and steering reports, and their summary.
 FIDELITY_DIR = "fidelity"
+#: The NLL increase (nats/token) at which the stage compares steering: the largest one both vectors
+#: reach lands where the child's text has degenerated and a topic judge's shift collapses (docs/results.md).
+FIDELITY_BUDGET = 1.0
 
 
 def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None, progress: bool) -> dict[str, Any]:
@@ -684,7 +687,8 @@ def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None,
     its readout over all child layers beside the child's own vector and random directions, and, for a
     concept with a judge, its dose-response at the child's accessible band (found from the child
     alone: where its logit lens starts to read the next token, ``xsteer.transfer.accessible_band``),
-    beside the child's own vector and random and mapped-random directions (``out/fidelity``). Returns
+    beside the child's own vector and random and mapped-random directions, compared at
+    ``FIDELITY_BUDGET`` nats/token of NLL (``out/fidelity``). Returns
     the summary the report opens with (read back from the folder on resume)."""
     folder = out / FIDELITY_DIR if out is not None else None
     done = json.loads((folder / "summary.json").read_text()) if folder is not None and (folder / "summary.json").exists() else {}
@@ -711,7 +715,8 @@ def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None,
                 band = accessible_band(accessibility_profile(child, list(generated_corpus().sample(64, seed=cfg.seed).texts)))
             dose, _ = steer_concept(parent, child, concept, transfer, band, lambdas=(0.04, 0.08, 0.16, 0.32),
                                     prompts=NEUTRAL_PROMPTS[:8], n_random=3, n_mapped_random=3, k_pairs=(),
-                                    prompting=False, max_new_tokens=16, seed=cfg.seed, batch_size=cfg.batch_size)
+                                    prompting=False, max_new_tokens=16, seed=cfg.seed, batch_size=cfg.batch_size,
+                                    budget=FIDELITY_BUDGET)
             doses.append(dose)
             eff = dose.efficiency
             finite = eff is not None and all(math.isfinite(x) for x in (eff.value, eff.low, eff.high))
