@@ -226,7 +226,7 @@ def steering_fidelity(
     lambdas: Sequence[float] = (0.02, 0.04, 0.08, 0.16, 0.32),
     layers: Sequence[int] | None = None,
     layer_map: str = "targeted",
-    adapter: str = "ridge",
+    adapter: str = "difference",
     n_prompts: int = 16,
     n_random: int = 10,
     n_mapped_random: int | None = None,
@@ -253,7 +253,10 @@ def steering_fidelity(
 
     Steering layers: ``layers``, else the child's most steerable band for its own vector
     (``xsteer.fidelity.where.steerable_layers``). Transferred vectors: mean-difference parent
-    vectors carried by ``Transfer(layer_map, adapter)`` fitted on last-token anchor activations;
+    vectors carried by ``Transfer(layer_map, adapter)``: a state-fitted adapter on last-token anchor
+    activations, a difference-fitted one (the default, as ``Transfer()``) through ``Transfer.fit``, which
+    learns from the lexicon anchors' contrasts (unlabelled anchors reach none) with the concept's topic
+    held out;
     ``layer_map="targeted"`` maps the steering layers to proportionally placed parent layers. Each
     concept's transfer is fitted on the anchors ``hold_out(anchor_texts, concept)`` keeps (default
     :func:`xsteer.fidelity.readout.concept_anchor_texts` with ``anchor_mode``: without the concept's
@@ -298,7 +301,7 @@ def steering_fidelity(
     others = resolve_concepts(wrong_concepts, n=n, seed=seed, data_dir=data_dir) if wrong_concepts else None
     texts, anchors = default_anchor_texts(concepts, data_dir=data_dir, seed=seed)
     texts = clean_anchor_texts(texts)
-    acts = [collect_anchor_activations(m, texts, None, ("last",), 16, progress) for m in (parent, child)]
+    acts = None  # the anchors' last-token states, read when a state-fitted adapter first needs them
     infos = [ModelInfo.from_model(m) for m in (parent, child)]
     t_anchor = time.perf_counter() - t0
     keep_fn = hold_out or (lambda t, c: concept_anchor_texts(t, c, anchor_mode))
@@ -313,10 +316,16 @@ def steering_fidelity(
             band = found.best
         spec = targeted_map(band, infos[0].n_layers, infos[1].n_layers) if layer_map == "targeted" else layer_map
         kept = _kept_anchors(keep_fn, texts, concept)
-        rows = torch.tensor([i for i, t in enumerate(texts) if t in set(kept)])
-        sub = [{l: a[rows] for l, a in side.items()} for side in acts]
-        tr = Transfer(spec, adapter).fit_activations(sub[0], sub[1], infos[0], infos[1], groups=anchor_groups(len(kept), 1),
-                                                     anchor_hash=anchor_hash(kept, ("last",)))
+        tr = Transfer(spec, adapter)
+        if tr.reads_states:
+            if acts is None:
+                acts = [collect_anchor_activations(m, texts, None, ("last",), 16, progress) for m in (parent, child)]
+            rows = torch.tensor([i for i, t in enumerate(texts) if t in set(kept)])
+            sub = [{l: a[rows] for l, a in side.items()} for side in acts]
+            tr.fit_activations(sub[0], sub[1], infos[0], infos[1], groups=anchor_groups(len(kept), 1),
+                               anchor_hash=anchor_hash(kept, ("last",)))
+        else:  # learns from labelled contrasts only: the lexicon anchors, the concept's topic held out
+            tr.fit(parent, child, kept, hold_out=concept, batch_size=batch_size, progress=progress)
         wrong = [w for w in (others or concepts) if w.name != concept.name] or [_fallback_wrong(concept, n, seed)]
         result, about = steer_concept(
             parent, child, concept, tr, band, wrong_concepts=wrong, lambdas=lambdas, prompts=prompts,
@@ -333,7 +342,8 @@ def steering_fidelity(
                   "k_pairs": list(k_pairs), "prompting": prompting, "side_effect_items": side_effect_items,
                   "max_new_tokens": max_new_tokens, "where_prompts": where_prompts, "where_lambdas": where_lambdas,
                   "n": n, "seed": seed, "anchors": anchors, "anchor_mode": anchor_mode, "method": "mean_diff",
-                  "pooling": "last", "operator": operator.to_dict(), "budget": budget,
+                  "pooling": "last" if Transfer({0: 0}, adapter).reads_states else ["last", "mean"],
+                  "operator": operator.to_dict(), "budget": budget,
                   "judges": {c.name: judge_name(c.judge) for c in judged}},
         timing={"anchors_s": t_anchor, "total_s": time.perf_counter() - t0},
     )

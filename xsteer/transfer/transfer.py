@@ -158,7 +158,7 @@ class Transfer:
         """
         if anchor_texts is None:
             # task questions carry no topic or style label: only a fit that reads states uses them
-            corpus = builtin_corpus(parent, child, data_dir=data_dir if self._reads_states() else False)
+            corpus = builtin_corpus(parent, child, data_dir=data_dir if self.reads_states else False)
         elif isinstance(anchor_texts, AnchorCorpus):
             corpus = anchor_texts
         else:
@@ -169,7 +169,7 @@ class Transfer:
             lexicon = builtin_corpus(parent, child, generated=False, data_dir=False)
             corpus = corpus + (lexicon if len(lexicon) else generated_corpus())
         kept = corpus_hold_out(corpus, hold_out) if hold_out is not None else corpus
-        if not self._reads_states():  # only labelled groups reach the map: read nothing else
+        if not self.reads_states:  # only labelled groups reach the map: read nothing else
             kept = kept.where(lambda text, source, topic, style: bool(topic or style))
         texts = anchors.anchor_texts(kept.texts)
         if len(texts) < len(kept):  # a text given twice is one anchor
@@ -205,7 +205,8 @@ class Transfer:
             **extra,
         )
 
-    def _reads_states(self) -> bool:
+    @property
+    def reads_states(self) -> bool:
         """Whether unlabelled anchor states change the fit: a layer map that reads them, or an adapter
         fitted on states or with a state prior (a difference-fitted one without a prior reads contrasts only)."""
         return (self.layer_map.reads_states or self.adapter.source != "differences"
