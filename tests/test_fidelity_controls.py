@@ -228,3 +228,9 @@ def test_suite_on_tiny_models_one_direction(monkeypatch):
     md = res.to_markdown()
     assert md.count("\n| prop |") == 2 and "none of the steering band" in md
     assert res.to_dict()["rows"][0]["readout"]["summary"][0]["concept"] == "sentiment"
+    fig = res.plot()  # readout bars per row beside child_own and random p95; efficiency where it steered
+    bars = {t.name: list(t.y) for t in fig.data if t.type == "bar"}
+    assert bars["transferred"] == list(table["readout_transferred_all_layers"])
+    assert bars["random (95th percentile)"] == list(table["readout_random_p95_all_layers"])
+    (eff,) = [t for t in fig.data if t.type == "scatter"]
+    assert list(eff.y)[0] == pytest.approx(table["steer_efficiency"][0], nan_ok=True)

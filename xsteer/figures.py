@@ -516,3 +516,34 @@ def dose_response_figure(result, y: str = "shift") -> go.Figure:
         template="simple_white", legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
     )
     return fig
+
+
+# ---------------------------------------------------------------------------- the fidelity suite
+
+
+def suite_figure(table) -> go.Figure:
+    """A suite's table (one row per estimator × concept × direction): readout over all child layers of
+    the transferred vector beside the child's own vector and the random 95th percentile, and the steering
+    efficiency [95% CI] with 1 (the child's own vector) marked."""
+    labels = [f"{r.estimator} · {r.concept} · {r.direction.replace('_', ' ')}" for r in table.itertuples()]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("readout AUROC over all child layers",
+                                                        "steering efficiency (transferred ÷ child's own)"))
+    for column, kind in (("readout_transferred_all_layers", "transferred"), ("readout_child_own_all_layers", "child_own"),
+                         ("readout_random_p95_all_layers", "random")):
+        st = style_of(kind)
+        name = "random (95th percentile)" if kind == "random" else st.label
+        fig.add_trace(go.Bar(x=labels, y=table[column], name=name, marker=dict(color=st.colour, pattern_shape=st.pattern)),
+                      row=1, col=1)
+    if "steer_efficiency" in table:
+        eff = table["steer_efficiency"]
+        st = STYLES["transferred"]
+        fig.add_trace(go.Scatter(
+            x=labels, y=eff, mode="markers", name="efficiency [95% CI]", marker=dict(color=st.colour, size=9),
+            error_y=dict(type="data", symmetric=False, array=table["steer_efficiency_high"] - eff,
+                         arrayminus=eff - table["steer_efficiency_low"], thickness=1, width=3),
+        ), row=1, col=2)
+        fig.add_hline(y=1.0, line=dict(color=STYLES["child_own"].colour, dash="dash", width=1), row=1, col=2)
+    fig.add_hline(y=0.5, line=dict(color="grey", width=1), row=1, col=1)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=1)
+    fig.update_layout(template="simple_white", width=1100, height=460, barmode="group")
+    return fig

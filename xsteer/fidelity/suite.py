@@ -35,6 +35,7 @@ from xsteer.fidelity.readout import (
 from xsteer.fidelity.steering import HoldOut, headline_row, resolve_concepts, steer_concept
 from xsteer.fidelity.strength import check_readable
 from xsteer.fidelity.where import steerable_layers
+from xsteer.figures import suite_figure
 from xsteer.transfer import ModelInfo, Transfer
 
 __all__ = ["DIRECTIONS", "SuiteConfig", "SuiteResult", "SuiteRow", "fidelity_suite"]
@@ -155,6 +156,10 @@ class SuiteResult:
 
     def _repr_html_(self) -> str:
         return self.table().to_html(index=False, float_format=lambda v: f"{v:.3f}")
+
+    def plot(self):
+        """Readout beside the child's own vector and random directions, and steering efficiency, per row."""
+        return suite_figure(self.table())
 
     def to_markdown(self) -> str:
         """The headline table (readout over all child layers and steering efficiency beside every
