@@ -484,8 +484,6 @@ def steering_fidelity_cmd(
     """Behavioural steering fidelity: dose-response of transferred vs child_own, random, mapped_random,
     wrong_concept, few-pair child_own and prompting on neutral prompts, scored by judges that never
     see a vector (VADER, lingua, or yours via --judge) with the child's NLL as fluency cost."""
-    import json
-
     from xsteer.figures import dose_response_figure
     from analysis.export import save_figure
     from xsteer.fidelity.dose import check_budget, check_lambda_grid
@@ -510,9 +508,7 @@ def steering_fidelity_cmd(
         max_new_tokens=tokens, where_prompts=where_prompts, where_lambdas=where_grid, anchor_mode=anchors_mode,
         seed=seed, data_dir=data_dir, operator=operator, budget=budget,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "steering.md").write_text(format_markdown(result), encoding="utf-8")
-    (out / "steering.json").write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+    result.write(out)
     for r in result.results:
         for y in ("shift", "nll_increase"):
             save_figure(dose_response_figure(r, y), out / "figures" / f"dose_{r.concept}_{y}")

@@ -23,7 +23,6 @@ from xsteer.concepts import CONCEPTS, load_concept
 from xsteer.extract import METHODS, extract_vectors, random_vectors
 from xsteer.fidelity import NEUTRAL_PROMPTS, SteeringFidelity, readout_fidelity, steer_concept
 from xsteer.fidelity import write_report as write_fidelity_report
-from xsteer.fidelity.steering import format_markdown as format_steering_markdown
 from xsteer import models as models_module
 from xsteer.models import ModelCache
 from xsteer.operators import operator_from_spec
@@ -730,10 +729,7 @@ def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None,
         if doses:
             steering = SteeringFidelity(parent=str(parent.cfg.model_name), child=str(child.cfg.model_name),
                                         results=doses, where={}, transfer={}, settings={"operator": {"name": "add"}})
-            stem = "steering-" + "-".join(d.concept for d in doses)
-            (folder / f"{stem}.md").write_text(format_steering_markdown(steering), encoding="utf-8")
-            (folder / f"{stem}.json").write_text(json.dumps(steering.to_dict(), indent=1, ensure_ascii=False),
-                                                  encoding="utf-8")
+            steering.write(folder, "steering-" + "-".join(d.concept for d in doses))
         (folder / "summary.json").write_text(json.dumps(summary, indent=1))
     return {name: summary[name] for name in cfg.fidelity}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -84,6 +85,15 @@ class SteeringFidelity:
     def to_markdown(self) -> str:
         """The report (see :func:`format_markdown`)."""
         return format_markdown(self)
+
+    def write(self, out_dir: str | Path, stem: str = "steering") -> dict[str, Path]:
+        """Write ``{stem}.md`` and ``{stem}.json`` into ``out_dir``; returns their paths."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        md, js = out_dir / f"{stem}.md", out_dir / f"{stem}.json"
+        md.write_text(format_markdown(self), encoding="utf-8")
+        js.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+        return {"markdown": md, "json": js}
 
 
 def headline_row(r: DoseResponse) -> dict[str, Any]:
