@@ -177,6 +177,25 @@ def test_group_contrasts_are_group_means_minus_their_source_mean():
         group_contrasts(acts, sources, {"topic": [""] * 9})
 
 
+def test_contrast_texts_are_exactly_the_rows_the_contrasts_read():
+    from xsteer.transfer.contrasts import contrast_texts
+
+    rng = np.random.default_rng(5)
+    acts = {0: torch.tensor(rng.standard_normal((9, 4)), dtype=torch.float32)}
+    sources = ["a"] * 6 + ["b"] * 3
+    topics = ["x", "x", "y", "y", "z", "", "p", "p", "q"]
+    mask = contrast_texts(sources, {"topic": topics}, min_size=2)
+    # source a's labelled texts (z too: it is in a's mean); not a's unlabelled text, nor source b (one group)
+    assert mask.tolist() == [True] * 5 + [False] * 4
+    full, names = group_contrasts(acts, sources, {"topic": topics}, min_size=2)
+    kept = np.flatnonzero(mask)
+    sub, sub_names = group_contrasts({0: acts[0][kept]}, [sources[i] for i in kept], {"topic": [topics[i] for i in kept]})
+    assert sub_names == names
+    torch.testing.assert_close(sub[0], full[0])
+    with pytest.raises(ValueError, match="No contrast groups"):
+        contrast_texts(sources, {"topic": [""] * 9})
+
+
 # --------------------------------------------------------------------------- vocabulary bridge
 
 
@@ -312,7 +331,10 @@ def test_transfer_fits_each_estimator_source_on_tiny_models_with_a_held_out_topi
     from xsteer.transfer.corpus import generated_corpus
 
     Transfer("greedy", "difference").fit(parent, child, texts, progress=False)
-    assert seen["rows"] == 2 * len(generated_corpus())  # unlabelled texts reach no contrast: not read
+    # unlabelled texts reach no contrast, nor do Gemma's story openings (one style, one text per topic):
+    # only SmolLM2's 102 topics x 4 styles are read
+    generated = generated_corpus()
+    assert seen["rows"] == 2 * sum(s == "generated:smollm2-135m" for s in generated.sources)
     assert len(set(seen["differences"][2])) > 100  # the generated corpus's topics and styles
 
 

@@ -9,22 +9,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["group_contrasts"]
+__all__ = ["contrast_texts", "group_contrasts"]
 
 
-def group_contrasts(
-    acts: Mapping[int, torch.Tensor],
-    sources: Sequence[str],
-    labels: Mapping[str, Sequence[str]],
-    *,
-    min_size: int = 2,
-) -> tuple[dict[int, torch.Tensor], list[str]]:
-    """Contrast rows per layer, (n_contrasts, d), and their names ("source|column|label").
-
-    ``acts``: layer -> (n_texts, d) rows of the corpus texts; ``sources``: each text's source;
-    ``labels``: column name -> one label per text ("" = unlabelled). A group needs ``min_size``
-    texts, and its source at least one other group in that column (else its contrast is zero).
-    """
+def _groups(sources: Sequence[str], labels: Mapping[str, Sequence[str]], min_size: int):
+    """(members, bases, base_of, names): the row sets of every group and of every (source, column)
+    whose groups it is contrasted against."""
     sources = np.asarray(sources, dtype=object)
     n = len(sources)
     columns = {k: np.asarray(v, dtype=object) for k, v in labels.items()}
@@ -49,6 +39,33 @@ def group_contrasts(
                 names.append(f"{src}|{col}|{g}")
     if not names:
         raise ValueError("No contrast groups: label at least two groups of >= min_size texts in one source.")
+    return members, bases, base_of, names
+
+
+def contrast_texts(sources: Sequence[str], labels: Mapping[str, Sequence[str]], *, min_size: int = 2) -> np.ndarray:
+    """True for each text some contrast of :func:`group_contrasts` reads (the others change no
+    contrast: unlabelled texts, and sources with fewer than two groups in every column)."""
+    _, bases, _, _ = _groups(sources, labels, min_size)
+    mask = np.zeros(len(sources), dtype=bool)
+    mask[np.concatenate(bases)] = True
+    return mask
+
+
+def group_contrasts(
+    acts: Mapping[int, torch.Tensor],
+    sources: Sequence[str],
+    labels: Mapping[str, Sequence[str]],
+    *,
+    min_size: int = 2,
+) -> tuple[dict[int, torch.Tensor], list[str]]:
+    """Contrast rows per layer, (n_contrasts, d), and their names ("source|column|label").
+
+    ``acts``: layer -> (n_texts, d) rows of the corpus texts; ``sources``: each text's source;
+    ``labels``: column name -> one label per text ("" = unlabelled). A group needs ``min_size``
+    texts, and its source at least one other group in that column (else its contrast is zero).
+    """
+    members, bases, base_of, names = _groups(sources, labels, min_size)
+    n = len(sources)
     out = {}
     for layer, x in acts.items():
         x = torch.as_tensor(x).double()

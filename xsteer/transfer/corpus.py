@@ -75,9 +75,12 @@ class AnchorCorpus:
 
     def __add__(self, other: AnchorCorpus) -> AnchorCorpus:
         """Both corpora, duplicates of an earlier text dropped."""
-        out = AnchorCorpus(*(a + b for a, b in zip(self._columns(), other._columns())))
-        _, first = np.unique(np.asarray(out.texts, dtype=object), return_index=True)
-        return out.subset(np.sort(first))
+        return AnchorCorpus(*(a + b for a, b in zip(self._columns(), other._columns()))).unique()
+
+    def unique(self) -> AnchorCorpus:
+        """Each text once, at its first occurrence (with that occurrence's labels)."""
+        _, first = np.unique(np.asarray(self.texts, dtype=object), return_index=True)
+        return self if len(first) == len(self) else self.subset(np.sort(first))
 
     def _columns(self):
         return self.texts, self.sources, self.topics, self.styles
@@ -113,12 +116,8 @@ def generated_corpus() -> AnchorCorpus:
     path = resources.files("xsteer") / "data" / _GENERATED
     with resources.as_file(path) as p, gzip.open(p, "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
-    first = {}
-    for i, r in enumerate(rows):
-        first.setdefault(r["text"], i)
-    rows = [rows[i] for i in sorted(first.values())]
     return AnchorCorpus(tuple(r["text"] for r in rows), tuple(f"generated:{r['model']}" for r in rows),
-                        tuple(r["topic"] for r in rows), tuple(r["style"] for r in rows))
+                        tuple(r["topic"] for r in rows), tuple(r["style"] for r in rows)).unique()
 
 
 def task_corpus(data_dir=None, *, tasks: Sequence[str] = ("arc-easy", "gsm8k"), n_per_task: int = 512,

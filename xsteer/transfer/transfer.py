@@ -18,7 +18,7 @@ from xsteer.storage import read_pair, write_pair
 from xsteer.transfer import aligned, anchors
 from xsteer.transfer.adapters import DimAdapter, RidgeAdapter, make_adapter
 from xsteer.transfer.anchors import MIN_ANCHORS, Pooling
-from xsteer.transfer.contrasts import group_contrasts
+from xsteer.transfer.contrasts import contrast_texts, group_contrasts
 from xsteer.transfer.corpus import AnchorCorpus, builtin_corpus, generated_corpus, lexicon_corpus
 from xsteer.transfer.corpus import hold_out as corpus_hold_out
 from xsteer.transfer.vocab import embedding_rows, shared_words
@@ -147,7 +147,7 @@ class Transfer:
         anchors, and, for a fit that reads unlabelled states, task questions found in ``data_dir`` /
         ``$XSTEER_DATA_DIR``); plain texts given
         to a difference-fitted adapter get the lexicon anchors added (their word contrasts are what
-        it learns from; without a state prior, on a fixed layer pairing, it reads only labelled texts). ``hold_out``: a
+        it learns from; without a state prior, on a fixed layer pairing, it reads only the texts a contrast uses). ``hold_out``: a
         Concept whose topic is removed from the anchors first (:func:`~xsteer.transfer.corpus.hold_out`),
         so the map never sees the concept it will carry. A difference-fitted adapter learns from the
         corpus's labelled groups (topic, style); the vocabulary bridge from the shared vocabulary.
@@ -157,8 +157,7 @@ class Transfer:
         statistics with held-out *texts* (see :mod:`xsteer.transfer.aligned`); ridge adapter only.
         """
         if anchor_texts is None:
-            # task questions carry no topic or style label: only a fit that reads states uses them
-            corpus = builtin_corpus(parent, child, data_dir=data_dir if self.reads_states else False)
+            corpus = builtin_corpus(parent, child, data_dir=data_dir)
         elif isinstance(anchor_texts, AnchorCorpus):
             corpus = anchor_texts
         else:
@@ -168,17 +167,13 @@ class Transfer:
             # tokenizers share; the generated texts when they share none)
             lexicon = builtin_corpus(parent, child, generated=False, data_dir=False)
             corpus = corpus + (lexicon if len(lexicon) else generated_corpus())
-        kept = corpus_hold_out(corpus, hold_out) if hold_out is not None else corpus
-        if not self.reads_states:  # only labelled groups reach the map: read nothing else
-            kept = kept.where(lambda text, source, topic, style: bool(topic or style))
+        if not self.reads_states:  # only texts in a contrast reach the map (not task questions): read nothing else
+            corpus = corpus.subset(contrast_texts(corpus.sources, {"topic": corpus.topics, "style": corpus.styles}))
+        kept = (corpus_hold_out(corpus, hold_out) if hold_out is not None else corpus).unique()
         texts = anchors.anchor_texts(kept.texts)
-        if len(texts) < len(kept):  # a text given twice is one anchor
-            kept = kept.subset(np.sort(np.unique(np.asarray(kept.texts, dtype=object), return_index=True)[1]))
         if pooling == "aligned":
             return self._fit_aligned(parent, child, texts, batch_size, max_tokens, progress)
         pooling = (pooling,) if isinstance(pooling, str) else tuple(pooling)
-        if not pooling:
-            raise ValueError("pooling must name at least one of 'last', 'mean'.")
         acts = [anchors.collect_corpus_activations(m, corpus, kept, pooling, batch_size, progress)
                 for m in (parent, child)]
         corpus = kept
