@@ -96,7 +96,7 @@ def main() -> None:
         wa = parent.concept(wrong)
         wvec = _mean_diff(wa.train_pos, wa.train_neg)
         own = _mean_diff(ca.train_pos, ca.train_neg)
-        kinds, cos = {"child_own": _vectors({l: own[l] for l in band}, info, "child_own")}, {"child_own_k": {}}
+        kinds, cos = {"child_own": _vectors({l: own[l] for l in band}, info, "child_own"), "child_own_k": {}}, {}
         for k in (4, 16):
             kinds["child_own_k"][k] = _vectors({l: (ca.train_pos[l][:k] - ca.train_neg[l][:k]).double().mean(0) for l in band},
                                           info, f"child_own_k{k}")

@@ -257,3 +257,64 @@ def test_cached_activations_of_a_loaded_model_with_other_weights_are_collected_a
     fresh = collect_activations(model, after.last_texts, None, pooling="last")
     assert not torch.allclose(after.last[1], before.last[1])
     torch.testing.assert_close(after.last[1], fresh[1], rtol=1e-4, atol=1e-5)
+
+
+def test_readout_by_default_reads_each_concept_through_transfer_fitted_without_it(tmp_path, monkeypatch):
+    """readout_fidelity with no transfer named reads each concept through the library's Transfer()
+    fitted with that concept held out: the same numbers as fitting that by hand; a grid named beside
+    prefitted transfers reads through both."""
+    from xsteer.concepts import load_concept
+    from xsteer.fidelity import collect_model_acts, fidelity_from_acts, readout_fidelity
+    from xsteer.models import tiny_model
+    from xsteer.transfer import Transfer
+
+    monkeypatch.setenv("XSTEER_CACHE", str(tmp_path))
+    p, c = tiny_model("llama", n_layers=2, d_model=32, seed=0), tiny_model("qwen3", n_layers=2, d_model=48, seed=1)
+    cs = [load_concept("sentiment", n=32), load_concept("music", n=32)]
+    res = readout_fidelity(p, c, cs, n_random=20, n_boot=50, n_mapped_random=2)
+    acts = [collect_model_acts(m, cs, []) for m in (p, c)]
+    for concept, readout in zip(cs, res.concepts):
+        by_hand = readout_from_activations(concept, acts[0].concept(concept), acts[1].concept(concept),
+                                           {("proportional", "difference"): Transfer().fit(p, c, hold_out=concept,
+                                                                                        progress=False)},
+                                           parent_info=acts[0].info, n_random=20, n_boot=50, n_mapped_random=2)
+        assert [(t.layer_map, t.adapter) for t in readout.transferred] == [("proportional", "difference")] * 2
+        assert [t.auroc.value for t in readout.transferred] == pytest.approx([t.auroc.value for t in by_hand.transferred])
+    fits = res.anchors["prefitted"]
+    assert set(fits) == {"sentiment", "music"} and fits["sentiment"] != fits["music"]  # each fit held its concept out
+    anchors = [f"A plain sentence about item {i}." for i in range(40)]
+    own = {x.name: Transfer().fit(p, c, hold_out=x, progress=False) for x in cs}
+    both = fidelity_from_acts(*[collect_model_acts(m, cs, anchors) for m in (p, c)], cs, layer_maps=["greedy"],
+                              adapters=["ridge"], anchor_texts=anchors, transfers=own, n_random=20, n_boot=50)
+    assert {(t.layer_map, t.adapter) for t in both.concepts[0].transferred} == {("proportional", "difference"),
+                                                                               ("greedy", "ridge")}
+    with pytest.raises(ValueError, match="per concept but not for"):
+        fidelity_from_acts(acts[0], acts[1], cs, transfers={"sentiment": own["sentiment"]}, n_random=5)
+
+
+def test_cli_fidelity_reads_through_the_default_transfer_and_the_grid_beside_it(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from xsteer.cli import app
+    from xsteer.fidelity import readout_fidelity
+    from xsteer.models import load_model
+
+    monkeypatch.setenv("XSTEER_CACHE", str(tmp_path / "cache"))
+    models = ["tiny:llama:2:32:0", "tiny:qwen3:2:48:1"]
+    args = ["fidelity", "--parent", models[0], "--child", models[1], "--concepts", "sentiment,music", "--n", "32",
+            "--n-random", "20", "--n-mapped-random", "2", "--anchor-questions", "0", "--layer-maps", "greedy",
+            "--adapters", "ridge"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    got = {(t["layer_map"], t["adapter"]) for c in saved["concepts"] for t in c["transferred"]}
+    assert got == {("proportional", "difference"), ("greedy", "ridge")}
+    by_python = readout_fidelity(*[load_model(m) for m in models], ["sentiment", "music"], n=32, n_random=20,
+                                 n_mapped_random=2)
+    for c, want in zip(saved["concepts"], by_python.concepts):
+        cli = [t["auroc"]["value"] for t in c["transferred"] if t["adapter"] == "difference"]
+        assert cli == pytest.approx([t.auroc.value for t in want.transferred])
+    nothing = CliRunner().invoke(app, [*args[:-4], "--layer-maps", "", "--no-default-transfer", "--out", str(tmp_path / "x")])
+    assert nothing.exit_code == 2 and "Nothing to read through" in nothing.output

@@ -337,8 +337,13 @@ def fidelity(
         "sentiment,language,arith_truth", help="Comma list: built-in names, task:<task>, or .jsonl paths."
     ),
     judge: Optional[list[str]] = _JUDGE,
-    layer_maps: str = typer.Option("greedy,proportional", help="Comma list: greedy, proportional, cka."),
-    adapters: str = typer.Option("ridge,procrustes", help="Comma list: ridge, procrustes, identity, ..."),
+    default_transfer: bool = typer.Option(True, "--default-transfer/--no-default-transfer",
+                                          help="Read through the library's Transfer() (built-in corpus, each concept held "
+                                               "out of its fit)."),
+    layer_maps: str = typer.Option("greedy,proportional", help="Comma list: greedy, proportional, cka; compared "
+                                   "beside the default, each with every adapter ('' for none)."),
+    adapters: str = typer.Option("ridge,procrustes", help="Comma list: ridge, procrustes, identity, ... (fitted on "
+                                 "the anchor states: task questions and the other concepts' texts)."),
     n: int = typer.Option(256, help="Pairs per concept (a quarter held out)."),
     method: str = typer.Option("mean_diff", help="Vector per layer: mean_diff or pca."),
     n_random: int = typer.Option(200, help="Random child directions for the null."),
@@ -356,11 +361,13 @@ def fidelity(
     debug: bool = _DEBUG,
 ):
     """Readout fidelity: held-out AUROC of transferred vs. child-own, random, mapped-random,
-    wrong-concept and few-pair child-own directions, per concept, child layer, layer map and adapter,
-    averaged over all child layers; flags concepts the parent does not hold."""
+    wrong-concept and few-pair child-own directions, per concept and child layer, through Transfer()
+    and each layer map × adapter compared beside it, averaged over all child layers; flags concepts
+    the parent does not hold."""
     from analysis.export import save_figure
     from xsteer.figures import readout_figure
-    from xsteer.fidelity import cached_model_acts, default_anchor_texts, fidelity_from_acts, write_report
+    from xsteer.fidelity import (cached_model_acts, default_anchor_texts, fidelity_from_acts, fit_default_transfers,
+                                 write_report)
     from xsteer.fidelity.readout import check_anchor_mode
     from xsteer.fidelity.report import format_summary_table
     from xsteer.fidelity.steering import steering_fidelity
@@ -382,9 +389,14 @@ def fidelity(
         for name in (parent, child)
     }
     directions = [(parent, child)] + ([(child, parent)] if reverse else [])
+    if not default_transfer and not (_split(layer_maps) and _split(adapters)):
+        raise ValueError("Nothing to read through: --no-default-transfer with no layer map or adapter. Fix: drop "
+                         "--no-default-transfer, or name --layer-maps and --adapters.")
     for p_name, c_name in directions:
+        fitted = fit_default_transfers(get(p_name), get(c_name), the_concepts, data_dir=data_dir,
+                                       progress=True) if default_transfer else None
         result = fidelity_from_acts(acts[p_name], acts[c_name], the_concepts, layer_maps=_split(layer_maps),
-                                    adapters=_split(adapters), anchor_texts=anchors, anchors=about,
+                                    adapters=_split(adapters), transfers=fitted, anchor_texts=anchors, anchors=about,
                                     anchor_mode=anchors_mode, method=method, n_random=n_random,
                                     n_mapped_random=n_mapped_random, k_pairs=ks, seed=seed)
         if steering:  # the behavioural half (it fills result.steering)

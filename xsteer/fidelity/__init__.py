@@ -1,7 +1,8 @@
 """Transfer fidelity: does a concept carried from parent to child still read (and steer) in the child?
 
-``readout_fidelity(parent, child, concepts=..., layer_maps=..., adapters=...)`` scores, per concept
-and child layer, the held-out AUROC of the transferred vector beside the child's own vector, a
+``readout_fidelity(parent, child, concepts=...)`` scores, per concept and child layer, the held-out
+AUROC of the transferred vector (through ``Transfer()`` fitted with the concept held out, or the
+transfers or layer maps × adapters given) beside the child's own vector, a
 random-direction null and the controls (mapped_random, wrong_concept, child_own on k pairs);
 ``write_report`` saves report.md / report.json. ``collect_model_acts`` / ``fidelity_from_acts``
 split the model passes from the (cheap) scoring, so one set of activations serves both directions.
@@ -38,10 +39,12 @@ from .readout import (
     concept_anchor_texts,
     default_anchor_texts,
     fidelity_from_acts,
+    fit_default_transfers,
     fit_transfers,
     random_null,
     readout_fidelity,
     readout_from_activations,
+    transfers_by_concept,
 )
 from .report import format_markdown, format_strength_table, format_summary_table, write_report
 from .judges import CheckedJudge, LanguageJudge, SentimentJudge, completion_nll, distinct_n, make_judge
@@ -120,6 +123,7 @@ __all__ = [
     "exchange_rate",
     "fidelity_from_acts",
     "fidelity_suite",
+    "fit_default_transfers",
     "fit_directions",
     "fit_transfers",
     "format_markdown",
@@ -140,6 +144,7 @@ __all__ = [
     "steering_fidelity",
     "targeted_map",
     "task_side_effects",
+    "transfers_by_concept",
     "vectors_from_acts",
     "write_report",
 ]

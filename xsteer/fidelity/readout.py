@@ -56,10 +56,12 @@ __all__ = [
     "concept_anchor_texts",
     "default_anchor_texts",
     "fidelity_from_acts",
+    "fit_default_transfers",
     "fit_transfers",
     "random_null",
     "readout_fidelity",
     "readout_from_activations",
+    "transfers_by_concept",
 ]
 
 Acts = Mapping[int, torch.Tensor]
@@ -452,7 +454,8 @@ def check_transfers(transfers: Any, parent_info=None, child_info=None) -> None:
         )
     for key, tr in transfers.items():
         if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key)):
-            raise TypeError(f"transfers keys are (layer map name, adapter name) tuples such as ('greedy', 'ridge'), not {key!r}.")
+            raise TypeError(f"transfers keys are (layer map name, adapter name) tuples such as ('greedy', 'ridge'), or "
+                            f"concept names each with its own transfers; not {key!r}.")
         if not hasattr(tr, "apply") or not hasattr(tr, "adapters_"):
             raise ValueError(f"transfers[{key!r}] is not a fitted Transfer; call .fit(parent, child, anchor_texts) first.")
         for who, want, got in (("parent", parent_info, getattr(tr, "parent_", None)),
@@ -462,6 +465,41 @@ def check_transfers(transfers: Any, parent_info=None, child_info=None) -> None:
                     f"transfers[{key!r}] was fitted for {who} {got}, but the {who} here is {want}. Fix: fit the "
                     f"transfer on these models, or pass the models it was fitted on."
                 )
+
+
+def _keyed(transfers: Any) -> Any:
+    """A single fitted Transfer as {(layer map, adapter): Transfer}; anything else unchanged."""
+    if isinstance(transfers, Transfer):
+        return {(_label(transfers.layer_map), _label(transfers.adapter)): transfers}
+    return transfers
+
+
+def transfers_by_concept(transfers: Any, concepts: Sequence[Concept], parent_info=None,
+                         child_info=None) -> dict[str, dict[tuple[str, str], Any]]:
+    """Checked transfers of each concept: ``transfers`` is one fitted Transfer, a mapping
+    (layer map, adapter) -> Transfer shared by every concept, or a mapping concept name -> either
+    (each concept read through its own, e.g. fitted with that concept held out)."""
+    transfers = _keyed(transfers)
+    names = [c.name for c in concepts]
+    if isinstance(transfers, Mapping) and transfers and all(isinstance(k, str) and k in names for k in transfers):
+        missing = [n for n in names if n not in transfers]
+        if missing:
+            raise ValueError(f"transfers are given per concept but not for {missing}. Fix: add them, e.g. "
+                             f"{{{missing[0]!r}: Transfer().fit(parent, child, hold_out=concept)}}.")
+        out = {n: _keyed(transfers[n]) for n in names}
+    else:
+        out = {n: transfers for n in names}
+    for t in out.values():
+        check_transfers(t, parent_info, child_info)
+    return out
+
+
+def fit_default_transfers(parent, child, concepts: Sequence[Concept], *, data_dir=None,
+                          progress: bool = False) -> dict[str, dict[tuple[str, str], Any]]:
+    """The library's ``Transfer()`` fitted once per concept on the built-in corpus with that concept
+    held out (:func:`xsteer.transfer.corpus.hold_out`), keyed for :func:`fidelity_from_acts`."""
+    return {c.name: _keyed(Transfer().fit(parent, child, hold_out=c, data_dir=data_dir, progress=progress))
+            for c in concepts}
 
 
 def default_anchor_texts(concepts: Sequence[Concept], *, data_dir=None, task: str = "arc-easy", n_task: int = 256, seed: int = 0) -> tuple[list[str], dict[str, Any]]:
@@ -604,7 +642,7 @@ def fidelity_from_acts(
     anchor_texts: Sequence[str] | None = None,
     anchors: Mapping[str, Any] | None = None,
     anchor_mode: str = "leave_concept_out",
-    transfers: Mapping[tuple[str, str], Any] | None = None,
+    transfers: Any = None,
     method: Method = "mean_diff",
     n_random: int = 200,
     n_boot: int = 1000,
@@ -613,10 +651,12 @@ def fidelity_from_acts(
     k_pairs: Sequence[int] = (4, 16),
 ) -> FidelityResult:
     """Readout fidelity from collected activations (see :func:`collect_model_acts`); the same
-    ``ModelActs`` serve both directions (parent -> child and child -> parent). Each concept's
-    transfers are fitted on ``anchor_texts`` less that concept's own texts (``anchor_mode=
-    "leave_concept_out"``, default) or on all of them (``"shared"``). Controls: see
-    :func:`readout_from_activations` (the run's other concepts are each concept's wrong concepts)."""
+    ``ModelActs`` serve both directions (parent -> child and child -> parent). Given
+    ``anchor_texts``, each concept is read through one transfer per (layer map, adapter) fitted on the
+    anchors less that concept's own texts (``anchor_mode="leave_concept_out"``, default) or on all of
+    them (``"shared"``); given ``transfers`` (see :func:`transfers_by_concept`, e.g. from
+    :func:`fit_default_transfers`), through those too. Controls: see :func:`readout_from_activations`
+    (the run's other concepts are each concept's wrong concepts)."""
     t0 = time.perf_counter()
     concepts = list(concepts)
     if not concepts:
@@ -624,21 +664,29 @@ def fidelity_from_acts(
     _check_count(n_boot, "n_boot", 1)
     _check_count(n_random, "n_random", 1)
     check_anchor_mode(anchor_mode)
-    if transfers is None:
-        if anchor_texts is None:
-            raise ValueError("Give anchor_texts (e.g. from default_anchor_texts) or fitted transfers.")
+    if transfers is None and anchor_texts is None:
+        raise ValueError("Give anchor_texts (e.g. from default_anchor_texts) or fitted transfers "
+                         "(e.g. from fit_default_transfers).")
+    by_concept: dict[str, dict[tuple[str, str], Any]] = {c.name: {} for c in concepts}
+    about: dict[str, Any] = {}
+    if transfers is not None:
+        given = transfers_by_concept(transfers, concepts, parent.info, child.info)
+        for name, trs in given.items():
+            by_concept[name].update(trs)
+        about["prefitted"] = {name: {f"{k[0]}+{k[1]}": t.n_anchors_ for k, t in trs.items()} for name, trs in given.items()}
+    if anchor_texts is not None and list(layer_maps) and list(adapters):
         per_concept = {c.name: concept_anchor_texts(anchor_texts, c, anchor_mode) for c in concepts}
         fitted: dict[tuple[str, ...], Any] = {}
         for texts in per_concept.values():
             if tuple(texts) not in fitted:
                 fitted[tuple(texts)] = fit_transfers(parent, child, texts, layer_maps, adapters)
-        by_concept = {name: fitted[tuple(texts)] for name, texts in per_concept.items()}
-        anchors = {**(anchors or {"n_texts": len(anchor_texts)}), "pooling": ["last", "mean"], "mode": anchor_mode,
-                   "rows": {name: 2 * len(texts) for name, texts in per_concept.items()}}
-    else:
-        check_transfers(transfers, parent.info, child.info)
-        by_concept = {c.name: transfers for c in concepts}
-        anchors = {"sources": "prefitted transfers", "rows": {f"{k[0]}+{k[1]}": t.n_anchors_ for k, t in transfers.items()}}
+        for name, texts in per_concept.items():
+            by_concept[name].update(fitted[tuple(texts)])
+        about.update({**(anchors or {"n_texts": len(anchor_texts)}), "pooling": ["last", "mean"], "mode": anchor_mode,
+                      "rows": {name: 2 * len(texts) for name, texts in per_concept.items()}})
+    if not all(by_concept.values()):
+        raise ValueError("No transfer to read through: layer_maps or adapters is empty and no transfers were given. "
+                         "Fix: name at least one layer map and adapter, or pass fitted transfers.")
     t_fit = time.perf_counter()
     readouts, n_rows = [], 0
     parent_concepts = {c.name: parent.concept(c) for c in concepts}
@@ -654,7 +702,7 @@ def fidelity_from_acts(
         parent=parent.info.name,
         child=child.info.name,
         concepts=readouts,
-        anchors=dict(anchors),
+        anchors=about,
         settings={"layer_maps": sorted({k[0] for t in by_concept.values() for k in t}),
                   "adapters": sorted({k[1] for t in by_concept.values() for k in t}),
                   "n_pairs": {c.name: len(c.pairs) for c in concepts}, "method": method, "n_random": n_random,
@@ -670,9 +718,9 @@ def readout_fidelity(
     child,
     concepts: Sequence[str | Concept] = ("sentiment", "language", "arith_truth"),
     *,
-    layer_maps: Sequence[Any] = ("greedy", "proportional"),
-    adapters: Sequence[Any] = ("ridge", "procrustes"),
-    transfers: Transfer | Mapping[tuple[str, str], Any] | None = None,
+    layer_maps: Sequence[Any] | None = None,
+    adapters: Sequence[Any] | None = None,
+    transfers: Any = None,
     anchor_texts: Sequence[str] | None = None,
     anchor_mode: str = "leave_concept_out",
     n: int = 256,
@@ -686,13 +734,15 @@ def readout_fidelity(
     n_mapped_random: int = 20,
     k_pairs: Sequence[int] = (4, 16),
 ) -> FidelityResult:
-    """Readout fidelity of ``parent`` -> ``child`` (loaded models) for each concept and each
-    (layer map, adapter); pass a fitted ``Transfer`` (or several, {(layer map, adapter): Transfer}) as
-    ``transfers`` to read through it instead of fitting, or ``anchor_texts`` to replace the default
-    anchors (see :func:`default_anchor_texts`; ``anchor_mode`` as in :func:`fidelity_from_acts`)."""
+    """Readout fidelity of ``parent`` -> ``child`` (loaded models) for each concept, read through
+    ``transfers`` (a fitted ``Transfer``, {(layer map, adapter): Transfer}, or {concept name: either});
+    by default through the library's ``Transfer()`` fitted per concept on the built-in corpus with
+    that concept held out (:func:`fit_default_transfers`). Naming ``layer_maps`` and/or ``adapters``
+    instead compares one transfer per (layer map, adapter) (the other defaulting to the paper's
+    greedy/proportional or ridge/procrustes), fitted on ``anchor_texts`` (default
+    :func:`default_anchor_texts`) less each concept's own texts (``anchor_mode`` as in
+    :func:`fidelity_from_acts`)."""
     t0 = time.perf_counter()
-    if isinstance(transfers, Transfer):
-        transfers = {(_label(transfers.layer_map), _label(transfers.adapter)): transfers}
     if isinstance(concepts, (str, Concept)):
         concepts = [concepts]
     concepts = [c if isinstance(c, Concept) else load_concept(c, n=n, seed=seed, data_dir=data_dir) for c in concepts]
@@ -702,24 +752,30 @@ def readout_fidelity(
     _check_count(n_random, "n_random", 1)
     check_anchor_mode(anchor_mode)
     infos = [ModelInfo.from_model(m) for m in (parent, child)]
-    if transfers is not None:
-        check_transfers(transfers, *infos)
-    else:
+    grid = layer_maps is not None or adapters is not None
+    if grid:
+        layer_maps = ("greedy", "proportional") if layer_maps is None else layer_maps
+        adapters = ("ridge", "procrustes") if adapters is None else adapters
         for name, given in (("layer_maps", layer_maps), ("adapters", adapters)):
             if isinstance(given, str) or not list(given):
                 raise ValueError(f"{name} must be a non-empty list such as ['ridge'], not {given!r}.")
+    if transfers is not None:
+        transfers_by_concept(transfers, concepts, *infos)
     for c in concepts:
         for m in (parent, child):
             check_readable(m, c)
-    if anchor_texts is None:
+    if not grid:
+        anchor_texts, anchors = None, None
+    elif anchor_texts is None:
         anchor_texts, anchors = default_anchor_texts(concepts, data_dir=data_dir, seed=seed)
     else:
         anchor_texts, anchors = list(anchor_texts), {"n_texts": len(anchor_texts), "sources": {"user": len(anchor_texts)}}
-    if transfers is not None:
-        anchor_texts = []
-    acts = [collect_model_acts(m, concepts, anchor_texts, batch_size=batch_size, progress=progress) for m in (parent, child)]
+    if transfers is None and not grid:
+        transfers = fit_default_transfers(parent, child, concepts, data_dir=data_dir, progress=progress)
+    acts = [collect_model_acts(m, concepts, anchor_texts or [], batch_size=batch_size, progress=progress)
+            for m in (parent, child)]
     t_acts = time.perf_counter()
-    result = fidelity_from_acts(acts[0], acts[1], concepts, layer_maps=layer_maps, adapters=adapters,
+    result = fidelity_from_acts(acts[0], acts[1], concepts, layer_maps=layer_maps or (), adapters=adapters or (),
                                 anchor_texts=anchor_texts, anchors=anchors, anchor_mode=anchor_mode,
                                 transfers=transfers, method=method, n_random=n_random, n_boot=n_boot, seed=seed,
                                 n_mapped_random=n_mapped_random, k_pairs=k_pairs)
