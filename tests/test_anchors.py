@@ -189,3 +189,54 @@ def test_too_few_aligned_positions_and_other_adapters_raise(pair):
         Transfer("greedy", "ridge").fit(parent, child, ["the cat.", "a dog."], pooling="aligned", progress=False)
     with pytest.raises(ValueError, match="adapter='ridge'"):
         Transfer(adapter="procrustes").fit(parent, child, _texts(5), pooling="aligned", progress=False)
+
+
+def test_starts_keep_only_the_rows_after_each_offset(pair):
+    """Rows after a character offset are exactly the unrestricted rows whose child word ends after it."""
+    parent, child = pair
+    texts = _texts(9, seed=5)
+    starts = [m + len(w) for t in texts for (m, w) in _word_spans(t)[1:2]]  # after each text's second word
+    full = list(iter_aligned_batches(parent, child, texts, [1], [0], batch_size=4))
+    cut = list(iter_aligned_batches(parent, child, texts, [1], [0], batch_size=4, starts=starts))
+    keep = np.concatenate([[m + len(w) > starts[i] for (m, w) in _word_spans(texts[i])] for i in range(len(texts))])
+    assert keep.sum() == sum(len(_word_spans(t)) - 2 for t in texts)
+    for key, layer in (("parent", 1), ("child", 0)):
+        whole = torch.cat([getattr(b, key)[layer] for b in full])
+        torch.testing.assert_close(torch.cat([getattr(b, key)[layer] for b in cut]), whole[torch.as_tensor(keep)])
+    with pytest.raises(ValueError, match="one per text"):
+        next(iter_aligned_batches(parent, child, texts, [1], [0], starts=starts[:-1]))
+
+
+def test_continuations_are_the_models_own_greedy_tokens():
+    from xsteer.transfer import continue_texts, openings
+
+    model = tiny_model("llama", 2, 32, seed=4)
+    prompts = openings([f"{t} and then some more words follow here" for t in _texts(5, seed=6)], n_words=4)
+    got = continue_texts(model, prompts, max_new_tokens=6, batch_size=3)
+    tok = model.tokenizer
+    want = []
+    for p in prompts:  # one prompt at a time, no padding: Hugging Face's own greedy generate
+        ids = tok([p], return_tensors="pt")
+        out = model.original_model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.eos_token_id)
+        want.append(p + tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+    kept = [(w, len(p)) for w, p in zip(want, prompts) if w[len(p):].strip()]
+    assert len(kept) >= 3 and list(zip(got.texts, got.starts)) == kept
+    assert all(len(p.split()) == 4 for p in prompts)
+
+
+def test_continued_pooling_fits_the_aligned_ridge_on_the_childs_continuations_only():
+    from xsteer.transfer import continue_texts, fit_aligned_ridge, openings
+    from xsteer.transfer.layer_maps import GreedyMap
+
+    parent, child = tiny_model("llama", 3, 32, seed=1), tiny_model("qwen2", 2, 48, seed=2)
+    texts = [f"{t} {u}" for t, u in zip(_texts(40, seed=7), _texts(40, seed=8))]
+    tr = Transfer("greedy", RidgeAdapter(alphas=(0.1,))).fit(parent, child, texts, pooling="continued", new_tokens=8,
+                                                             progress=False)
+    cont = continue_texts(child, openings(texts), max_new_tokens=8)
+    mapping = GreedyMap().fit(3, 2).mapping_
+    want, rows = fit_aligned_ridge(parent, child, list(cont.texts), mapping, RidgeAdapter(alphas=(0.1,)), starts=cont.starts)
+    everything, _ = fit_aligned_ridge(parent, child, list(cont.texts), mapping, RidgeAdapter(alphas=(0.1,)))
+    assert tr.n_anchors_ == rows
+    for c in mapping:
+        torch.testing.assert_close(tr.adapters_[c].W_, want[c].W_)
+        assert everything[c].n_anchors_ > rows  # the openings' own positions are not rows

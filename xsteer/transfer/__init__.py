@@ -30,6 +30,7 @@ from xsteer.transfer.anchors import (
 )
 from xsteer.transfer.cka import cka_matrix, linear_cka
 from xsteer.transfer.contrasts import group_contrasts
+from xsteer.transfer.continued import Continuations, continue_texts, openings
 from xsteer.transfer.corpus import AnchorCorpus, builtin_corpus, concept_markers, hold_out
 from xsteer.transfer.estimators import (
     AnchorCoordinateAdapter,
@@ -69,6 +70,9 @@ __all__ = [
     "accessible_band",
     "builtin_corpus",
     "concept_markers",
+    "Continuations",
+    "continue_texts",
+    "openings",
     "embedding_rows",
     "group_contrasts",
     "hold_out",

@@ -93,9 +93,13 @@ def iter_aligned_batches(
     batch_size: int = 16,
     max_tokens: int = MAX_TOKENS,
     progress: bool = False,
+    starts: Sequence[int] | None = None,
 ) -> Iterator[AlignedBatch]:
     """Aligned ``resid_post`` rows of both models, one batch of texts at a time (texts in input
-    order; padding-safe: rows equal those of one-text-at-a-time runs)."""
+    order; padding-safe: rows equal those of one-text-at-a-time runs). ``starts``: per text, a
+    character offset; only positions whose token ends after it are rows."""
+    if starts is not None and len(starts) != len(texts):
+        raise ValueError(f"starts has {len(starts)} offsets for {len(texts)} texts; give one per text.")
     p_layers = check_layers(parent, parent_layers)
     c_layers = check_layers(child, child_layers)
     for start in tqdm(range(0, len(texts), batch_size), desc="aligned anchors", disable=not progress):
@@ -105,6 +109,8 @@ def iter_aligned_batches(
         rows_t, rows_i, rows_j, text_idx = [], [], [], []
         for t in range(len(chunk)):
             pairs = aligned_positions(off_p[t], off_c[t])
+            if starts is not None:
+                pairs = [(i, j) for i, j in pairs if off_p[t][i][1] > starts[start + t]]
             rows_t += [t] * len(pairs)
             rows_i += [i for i, _ in pairs]
             rows_j += [j for _, j in pairs]
@@ -235,10 +241,12 @@ def fit_aligned_ridge(
     max_tokens: int = MAX_TOKENS,
     min_rows: int = MIN_ALIGNED,
     progress: bool = False,
+    starts: Sequence[int] | None = None,
 ) -> tuple[dict[int, RidgeAdapter], int]:
     """One RidgeAdapter per child layer of ``mapping`` (child -> parent layer), fitted on every aligned
-    position of ``texts`` from streamed statistics; a seeded share ``template.held_out`` of the
-    *texts* scores it. Returns (child layer -> adapter, rows used)."""
+    position of ``texts`` (after ``starts`` where given, see :func:`iter_aligned_batches`) from
+    streamed statistics; a seeded share ``template.held_out`` of the *texts* scores it. Returns
+    (child layer -> adapter, rows used)."""
     template = template or RidgeAdapter()
     if not isinstance(template, RidgeAdapter):
         raise TypeError(f"fit_aligned_ridge fits ridge adapters; got {type(template).__name__}.")
@@ -248,7 +256,7 @@ def fit_aligned_ridge(
     n_held = 0
     for batch in iter_aligned_batches(
         parent, child, texts, p_layers, c_layers,
-        batch_size=batch_size, max_tokens=max_tokens, progress=progress,
+        batch_size=batch_size, max_tokens=max_tokens, progress=progress, starts=starts,
     ):
         is_held = held_text[batch.text]
         n_held += int(is_held.sum())

@@ -19,6 +19,7 @@ from xsteer.transfer import aligned, anchors
 from xsteer.transfer.adapters import DimAdapter, RidgeAdapter, make_adapter
 from xsteer.transfer.anchors import MIN_ANCHORS, Pooling
 from xsteer.transfer.contrasts import contrast_texts, group_contrasts
+from xsteer.transfer.continued import continue_texts, openings
 from xsteer.transfer.corpus import AnchorCorpus, builtin_corpus, generated_corpus, lexicon_corpus
 from xsteer.transfer.corpus import hold_out as corpus_hold_out
 from xsteer.transfer.vocab import embedding_rows, shared_words
@@ -133,12 +134,13 @@ class Transfer:
         child,
         anchor_texts: Sequence[str] | AnchorCorpus | None = None,
         *,
-        pooling: Pooling | Literal["aligned"] | Sequence[Pooling] = ("last", "mean"),
+        pooling: Pooling | Literal["aligned", "continued"] | Sequence[Pooling] = ("last", "mean"),
         hold_out=None,
         data_dir=None,
         batch_size: int = 16,
         progress: bool = True,
         max_tokens: int = aligned.MAX_TOKENS,
+        new_tokens: int = 32,
     ) -> Transfer:
         """Collect anchor activations of both models (every layer), then :meth:`fit_activations`.
 
@@ -155,6 +157,10 @@ class Transfer:
         ``pooling="aligned"`` instead uses every position where both tokenizers end a token at the
         same character (texts truncated to ``max_tokens``), fitting ridge adapters from streamed
         statistics with held-out *texts* (see :mod:`xsteer.transfer.aligned`); ridge adapter only.
+        ``pooling="continued"`` fits the same way at generation-time states: the child continues each
+        anchor text's opening for ``new_tokens`` greedy tokens and only aligned positions inside the
+        continuation are rows (:mod:`xsteer.transfer.continued`; a continuation that wanders onto the
+        held-out concept is dropped).
         """
         if anchor_texts is None:
             corpus = builtin_corpus(parent, child, data_dir=data_dir)
@@ -171,6 +177,13 @@ class Transfer:
             corpus = corpus.subset(contrast_texts(corpus.sources, {"topic": corpus.topics, "style": corpus.styles}))
         kept = (corpus_hold_out(corpus, hold_out) if hold_out is not None else corpus).unique()
         texts = anchors.anchor_texts(kept.texts)
+        if pooling == "continued":
+            cont = continue_texts(child, openings(texts), max_new_tokens=new_tokens, batch_size=batch_size,
+                                  progress=progress)
+            if hold_out is not None:
+                clean = set(corpus_hold_out(AnchorCorpus.of(cont.texts, "continued"), hold_out).texts)
+                cont = cont.subset([t in clean for t in cont.texts])
+            return self._fit_aligned(parent, child, list(cont.texts), batch_size, max_tokens, progress, cont.starts)
         if pooling == "aligned":
             return self._fit_aligned(parent, child, texts, batch_size, max_tokens, progress)
         pooling = (pooling,) if isinstance(pooling, str) else tuple(pooling)
@@ -207,7 +220,7 @@ class Transfer:
         return (self.layer_map.reads_states or self.adapter.source != "differences"
                 or getattr(self.adapter, "prior", 0.0) > 0)
 
-    def _fit_aligned(self, parent, child, texts, batch_size, max_tokens, progress) -> Transfer:
+    def _fit_aligned(self, parent, child, texts, batch_size, max_tokens, progress, starts=None) -> Transfer:
         if not isinstance(self.adapter, RidgeAdapter):
             raise ValueError(
                 f"pooling='aligned' fits ridge adapters from streamed statistics; got adapter "
@@ -225,11 +238,11 @@ class Transfer:
         )
         self.adapters_, self.n_anchors_ = aligned.fit_aligned_ridge(
             parent, child, texts, layer_map.mapping_, self.adapter,
-            batch_size=batch_size, max_tokens=max_tokens, progress=progress,
+            batch_size=batch_size, max_tokens=max_tokens, progress=progress, starts=starts,
         )
         self.layer_map_ = layer_map
         self.parent_, self.child_ = parent_info, child_info
-        self.anchor_hash_ = anchors.anchor_hash(texts, [f"aligned:{max_tokens}"])
+        self.anchor_hash_ = anchors.anchor_hash(texts, [f"{'aligned' if starts is None else 'continued'}:{max_tokens}"])
         return self
 
     def fit_activations(
