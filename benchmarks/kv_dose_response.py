@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from xsteer.concepts import load_concept
-from xsteer.fidelity.judges import completion_nll, make_judge
+from xsteer.concepts.judges import make_judge
+from xsteer.fidelity.fluency import completion_nll
 from xsteer.fidelity.dose import NEUTRAL_PROMPTS, Curve, OpenPrompts, check_budget, check_lambda_grid, compare_at_budget
 from xsteer.kv_steer import extract_kv_vectors, kv_generate
 from xsteer.models import load_model

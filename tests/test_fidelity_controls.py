@@ -23,7 +23,7 @@ from xsteer.fidelity.dose import (
     lam_at_cost,
     run_prompting,
 )
-from xsteer.fidelity.judges import completion_nll
+from xsteer.fidelity.fluency import completion_nll
 from xsteer.models import tiny_model
 from xsteer.transfer import ModelInfo, Transfer
 from xsteer.vectors import SteeringVectors

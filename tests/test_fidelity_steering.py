@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from xsteer.extract import random_vectors
-from xsteer.fidelity.judges import LanguageJudge, SentimentJudge, completion_nll, distinct_n, make_judge
+from xsteer.concepts.judges import LanguageJudge, SentimentJudge, make_judge
+from xsteer.fidelity.fluency import completion_nll, distinct_n
 from xsteer.fidelity.dose import (
     OpenPrompts,
     check_lambda_grid,

@@ -47,7 +47,8 @@ from .readout import (
     transfers_by_concept,
 )
 from .report import format_markdown, format_strength_table, format_summary_table, write_report
-from .judges import CheckedJudge, LanguageJudge, SentimentJudge, completion_nll, distinct_n, make_judge
+from xsteer.concepts.judges import CheckedJudge, LanguageJudge, SentimentJudge, make_judge
+from .fluency import completion_nll, distinct_n
 from .dose import (
     DEFAULT_LAMBDAS,
     NEUTRAL_PROMPTS,

@@ -29,7 +29,8 @@ import numpy as np
 from xsteer.figures import dose_response_figure
 from xsteer.concepts.base import Concept, JudgeLike
 from xsteer.evaluate import Evaluator, check_lambdas
-from xsteer.fidelity.judges import completion_nll, distinct_n, make_judge
+from xsteer.concepts.judges import make_judge
+from xsteer.fidelity.fluency import completion_nll, distinct_n
 from xsteer.operators import Operator, operator_from_spec
 from xsteer.stats import Estimate
 from xsteer.tasks.base import Example, Prompt

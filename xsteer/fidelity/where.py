@@ -10,7 +10,7 @@ import numpy as np
 
 from xsteer.concepts.base import JudgeLike
 from xsteer.fidelity.dose import NEUTRAL_PROMPTS, check_lambda_grid, run_curves, shift_and_cost
-from xsteer.fidelity.judges import make_judge
+from xsteer.concepts.judges import make_judge
 from xsteer.transfer import ExplicitMap
 from xsteer.vectors import SteeringVectors
 

@@ -24,6 +24,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from xsteer.concepts.judges import LanguageJudge, SentimentJudge
+
 __all__ = [
     "LEXICON_TEMPLATES",
     "AnchorCorpus",
@@ -178,28 +180,14 @@ def _pair_marker_words(concept) -> set[str]:
     return pos ^ neg
 
 
-def _needs(module: str, package: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ModuleNotFoundError(f"Holding this concept out needs the {package!r} package (its judge's own "
-                                  f"lexicon): pip install {package}.") from None
-
-
 def _vader_words() -> set[str]:
     """Every word the sentiment judge (VADER) gives a valence."""
-    lexicon = _needs("vaderSentiment.vaderSentiment", "vaderSentiment").SentimentIntensityAnalyzer().lexicon
-    return {w for w, v in lexicon.items() if v != 0}
+    return SentimentJudge().valenced_words()
 
 
 def _non_english(texts: Sequence[str]) -> np.ndarray:
-    """True where lingua, choosing between English and French as the language judge does, finds the
-    text more French than English."""
-    lingua = _needs("lingua", "lingua-language-detector")
-    detector = lingua.LanguageDetectorBuilder.from_languages(lingua.Language.ENGLISH, lingua.Language.FRENCH).build()
-    return np.array([detector.detect_language_of(t) == lingua.Language.FRENCH for t in texts], dtype=bool)
+    """True where the language judge finds the text more French than English."""
+    return LanguageJudge().score(texts) > 0.5
 
 
 def concept_markers(concept) -> tuple[set[str], set[str], bool]:

@@ -1,12 +1,9 @@
-"""Scoring steered text without looking at the vectors: external concept judges and fluency costs.
+"""The concepts' own judges, which score text without looking at any vector.
 
 - ``SentimentJudge``: VADER compound score in [-1, 1] (positive sentiment > 0).
 - ``LanguageJudge``: lingua's probability that a text is French rather than English, in [0, 1].
 - ``make_judge``: a built-in name, a user's object with ``.score(texts)`` or a callable texts ->
   scores, as one judge whose every answer is checked (one finite number per text).
-- ``completion_nll``: mean per-token negative log-likelihood of completions under a model (the
-  *unsteered* child), batched with left padding.
-- ``distinct_n``: share of distinct word n-grams in a text (low = repetitive, degenerate text).
 """
 
 from __future__ import annotations
@@ -15,21 +12,10 @@ import importlib
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from xsteer.concepts.base import Judge, JudgeLike, check_judge, judge_name
-from xsteer.plain import plain_view
+from xsteer.concepts.base import JudgeLike, check_judge, judge_name
 
-__all__ = [
-    "JUDGE_PACKAGES",
-    "CheckedJudge",
-    "Judge",
-    "LanguageJudge",
-    "SentimentJudge",
-    "completion_nll",
-    "distinct_n",
-    "make_judge",
-]
+__all__ = ["JUDGE_PACKAGES", "CheckedJudge", "LanguageJudge", "SentimentJudge", "make_judge"]
 
 #: judge name -> (module imported, PyPI package that provides it)
 JUDGE_PACKAGES: dict[str, tuple[str, str]] = {
@@ -60,6 +46,10 @@ class SentimentJudge:
     def score(self, texts: Sequence[str]) -> np.ndarray:
         """Compound score per text."""
         return np.array([self._analyzer.polarity_scores(t)["compound"] for t in texts], dtype=float)
+
+    def valenced_words(self) -> set[str]:
+        """Every word of the lexicon with a non-zero valence (what the judge reacts to)."""
+        return {w for w, v in self._analyzer.lexicon.items() if v != 0}
 
 
 class LanguageJudge:
@@ -137,50 +127,3 @@ def make_judge(judge: JudgeLike) -> CheckedJudge:
     if isinstance(judge, str):
         return CheckedJudge(_JUDGES[judge](), judge)
     return CheckedJudge(judge, judge_name(judge))
-
-
-def distinct_n(text: str, n: int) -> float:
-    """Distinct word n-grams ÷ all word n-grams of ``text`` (whitespace words); NaN below n words."""
-    if n < 1:
-        raise ValueError(f"distinct_n needs n >= 1, not {n}.")
-    words = text.split()
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else float("nan")
-
-
-@torch.inference_mode()
-def completion_nll(
-    model,
-    prompt_ids: Sequence[Sequence[int]],
-    completion_ids: Sequence[Sequence[int]],
-    *,
-    batch_size: int = 8,
-) -> np.ndarray:
-    """Mean NLL (nats per token) of each completion given its prompt under ``model`` as it is (no
-    hooks), batched with left padding; NaN for an empty completion."""
-    if len(prompt_ids) != len(completion_ids):
-        raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions; pass one of each per row.")
-    view = plain_view(model)
-    pad = model.tokenizer.pad_token_id
-    pad = 0 if pad is None else pad
-    out = np.full(len(prompt_ids), np.nan)
-    rows = [i for i in range(len(prompt_ids)) if len(completion_ids[i]) and len(prompt_ids[i])]
-    rows.sort(key=lambda i: len(prompt_ids[i]) + len(completion_ids[i]))  # little padding per batch
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        full = [list(prompt_ids[i]) + list(completion_ids[i]) for i in chunk]
-        width = max(map(len, full))
-        ids = torch.tensor([[pad] * (width - len(f)) + f for f in full], device=view.device)
-        mask = torch.tensor([[0] * (width - len(f)) + [1] * len(f) for f in full], device=view.device)
-        keep = max(len(completion_ids[i]) for i in chunk) + 1
-        logits = view.model(
-            input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-            logits_to_keep=keep,
-        ).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)  # position j predicts token j + 1 of the kept tail
-        targets = ids[:, -(keep - 1) :]
-        token_lp = logp.gather(-1, targets[..., None])[..., 0]
-        for r, i in enumerate(chunk):
-            k = len(completion_ids[i])
-            out[i] = float(-token_lp[r, -k:].mean())
-    return out
