@@ -189,6 +189,8 @@ def test_too_few_aligned_positions_and_other_adapters_raise(pair):
         Transfer("greedy", "ridge").fit(parent, child, ["the cat.", "a dog."], pooling="aligned", progress=False)
     with pytest.raises(ValueError, match="adapter='ridge'"):
         Transfer(adapter="procrustes").fit(parent, child, _texts(5), pooling="aligned", progress=False)
+    with pytest.raises(ValueError, match="adapter=.ridge. or .ridge_std."):  # before any generation
+        Transfer().fit(parent, child, _texts(5), pooling="continued", progress=False)
 
 
 def test_starts_keep_only_the_rows_after_each_offset(pair):

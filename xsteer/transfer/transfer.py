@@ -162,6 +162,12 @@ class Transfer:
         continuation are rows (:mod:`xsteer.transfer.continued`; a continuation that wanders onto the
         held-out concept is dropped).
         """
+        if pooling in ("aligned", "continued") and not (isinstance(self.adapter, RidgeAdapter)
+                                                        and self.adapter.source == "states"):
+            raise ValueError(
+                f"pooling={pooling!r} fits ridge adapters from streamed statistics; got adapter "
+                f"{self.adapter.name!r}. Use adapter='ridge' or 'ridge_std', or pooling='last' / 'mean'."
+            )
         if anchor_texts is None:
             corpus = builtin_corpus(parent, child, data_dir=data_dir)
         elif isinstance(anchor_texts, AnchorCorpus):
@@ -221,11 +227,6 @@ class Transfer:
                 or getattr(self.adapter, "prior", 0.0) > 0)
 
     def _fit_aligned(self, parent, child, texts, batch_size, max_tokens, progress, starts=None) -> Transfer:
-        if not isinstance(self.adapter, RidgeAdapter):
-            raise ValueError(
-                f"pooling='aligned' fits ridge adapters from streamed statistics; got adapter "
-                f"{self.adapter.name!r}. Use adapter='ridge', or pooling='last' / 'mean'."
-            )
         parent_info, child_info = ModelInfo.from_model(parent), ModelInfo.from_model(child)
         map_acts: tuple = (None, None)
         if isinstance(self.layer_map, CKAMap):  # the only data-driven map: last-token rows suffice
