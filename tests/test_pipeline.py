@@ -133,7 +133,8 @@ def test_run_with_fidelity_opens_the_report_with_it_and_does_not_redo_it(tmp_pat
     result = run_transfer(cfg, tmp_path, models=models, progress=False)
     summary_file = tmp_path / "fidelity" / "summary.json"
     summary = json.loads(summary_file.read_text())
-    assert result.diagnostics["fidelity"] == summary
+    assert {name: f.to_dict() for name, f in result.fidelity.items()} == summary
+    assert TransferResult.load(tmp_path).fidelity == result.fidelity  # typed, through report.json
     found = (tmp_path / "report.md").read_text().split("## Setup")[0]
     assert f"readout over all child layers {summary['sentiment']['transferred']:.2f}" in found
     before = summary_file.stat().st_mtime_ns
@@ -156,11 +157,10 @@ def test_concept_fidelity_stage_reports_readout_and_steering_and_resumes(tmp_pat
     cfg = TransferConfig(parent="p", child="c", fidelity=["sentiment"], batch_size=32)
     summary = _concept_fidelity(cfg, models, tmp_path, progress=False)
     entry = summary["sentiment"]
-    assert {"transferred", "child_own", "random_p95", "parent_holds", "efficiency", "layers"} <= set(entry)
-    assert 0 <= entry["transferred"] <= 1 and 0 <= entry["child_own"] <= 1
+    assert 0 <= entry.transferred <= 1 and 0 <= entry.child_own <= 1 and entry.layers
     saved = json.loads((tmp_path / "fidelity" / "sentiment" / "report.json").read_text())
     (row,) = saved["concepts"][0]["summary"]
-    assert row["transferred_all_layers"] == entry["transferred"]
+    assert row["transferred_all_layers"] == entry.transferred
     assert (tmp_path / "fidelity" / "steering-sentiment.md").exists()
     again = _concept_fidelity(cfg, ModelCache({}), tmp_path, progress=False)  # an empty cache: nothing may load
     assert again == summary

@@ -91,3 +91,23 @@ def test_report_opens_with_what_was_found(result):
     comp = result.statistics.comparison("transferred", "lambda_star")
     assert "0.600" in star and "baseline 0.400" in star and "2 of 4 random directions" in star
     assert ("no significant change" in star) == (comp.p_holm >= 0.05)
+
+
+def test_concept_arrival_of_an_earlier_report_is_read_typed_and_opens_the_report(result):
+    """Earlier report.json files kept the --fidelity summary among the diagnostics, with the band as a
+    "25–29" string: read back as ConceptArrival, and the findings line says the same numbers."""
+    from xsteer.results import ConceptArrival
+    from xsteer.stats import Estimate
+
+    data = result.to_dict()
+    data.pop("fidelity")
+    data["diagnostics"]["fidelity"] = {"music": {
+        "transferred": 0.78, "child_own": 0.87, "random_p95": 0.69, "parent_holds": True,
+        "efficiency": {"value": 0.87, "low": 0.6, "high": 1.61, "n": 8, "level": 0.95}, "layers": "25–29"}}
+    loaded = TransferResult.from_dict(data)
+    want = ConceptArrival(0.78, 0.87, 0.69, True, Estimate(0.87, 0.6, 1.61, 8), (25, 26, 27, 28, 29))
+    assert loaded.fidelity == {"music": want} and "fidelity" not in loaded.diagnostics
+    assert TransferResult.from_dict(loaded.to_dict()).fidelity == loaded.fidelity
+    head = render_markdown(loaded).split("## Setup")[0]
+    assert "readout over all child layers 0.78 (child's own vector 0.87, random 95th percentile 0.69)" in head
+    assert "steering efficiency 0.87 [0.60, 1.61] of the child's own vector at equal fluency cost (layers 25–29)" in head

@@ -29,7 +29,7 @@ from xsteer.operators import operator_from_spec
 from xsteer.positions import check_positions
 from xsteer.records import RecordStore, prompt_hash
 from xsteer.report import write_report
-from xsteer.results import ConditionResult, TransferResult
+from xsteer.results import ConceptArrival, ConditionResult, TransferResult
 from xsteer.runfolder import RESUMABLE_FIELDS, RunFolder
 from xsteer.schedules import Band, Schedule, check_depth, schedule_from_dict, schedule_from_spec, search_band
 from xsteer.steer import relative_size, residual_norms
@@ -496,7 +496,8 @@ class _Run:
             item_ids={"validation": [e.id for e in self.val], "test": [e.id for e in self.test]},
             baseline=self.baseline,
             conditions=conditions,
-            diagnostics={**self.diagnostics(conditions), **({"fidelity": fidelity} if fidelity else {})},
+            diagnostics=self.diagnostics(conditions),
+            fidelity=fidelity,
         )
         if self.out is not None:
             write_report(result, self.out)
@@ -680,7 +681,8 @@ FIDELITY_DIR = "fidelity"
 FIDELITY_BUDGET = 1.0
 
 
-def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None, progress: bool) -> dict[str, Any]:
+def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None,
+                      progress: bool) -> dict[str, ConceptArrival]:
     """Does each concept of ``cfg.fidelity`` arrive in the child? For every concept: the run's transfer
     (``cfg.layer_map`` × ``cfg.adapter``) fitted on the built-in anchors with that concept held out,
     its readout over all child layers beside the child's own vector and random directions, and, for a
@@ -690,12 +692,14 @@ def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None,
     ``FIDELITY_BUDGET`` nats/token of NLL (``out/fidelity``). Returns
     the summary the report opens with (read back from the folder on resume)."""
     folder = out / FIDELITY_DIR if out is not None else None
-    done = json.loads((folder / "summary.json").read_text()) if folder is not None and (folder / "summary.json").exists() else {}
+    saved = folder / "summary.json" if folder is not None else None
+    done = ({name: ConceptArrival.from_dict(f) for name, f in json.loads(saved.read_text()).items()}
+            if saved is not None and saved.exists() else {})
     todo = [name for name in cfg.fidelity if name not in done]
     if not todo:
         return {name: done[name] for name in cfg.fidelity}
     parent, child = models(cfg.parent), models(cfg.child)
-    summary: dict[str, Any] = dict(done)
+    summary: dict[str, ConceptArrival] = dict(done)
     readouts, doses, band = [], [], None
     for name in todo:
         concept = load_concept(name, n=64, seed=cfg.seed, data_dir=cfg.data_dir)
@@ -707,8 +711,7 @@ def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None,
             log.warning(flag)
         readouts.append(readout)
         (row,) = readout.concepts[0].summary()
-        entry: dict[str, Any] = {"transferred": row["transferred_all_layers"], "child_own": row["child_own_all_layers"],
-                                 "random_p95": row["random_p95_all_layers"], "parent_holds": row["parent_holds"]}
+        efficiency, layers = None, ()
         if concept.judge is not None:
             if band is None:  # where the child steers, from the child alone (docs/results.md)
                 band = accessible_band(accessibility_profile(child, list(generated_corpus().sample(64, seed=cfg.seed).texts)))
@@ -719,9 +722,10 @@ def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None,
             doses.append(dose)
             eff = dose.efficiency
             finite = eff is not None and all(math.isfinite(x) for x in (eff.value, eff.low, eff.high))
-            entry.update(efficiency=eff.to_dict() if finite else None,
-                         layers=f"{dose.layers[0]}–{dose.layers[-1]}")
-        summary[concept.name] = entry
+            efficiency, layers = (eff if finite else None), tuple(dose.layers)
+        summary[concept.name] = ConceptArrival(row["transferred_all_layers"], row["child_own_all_layers"],
+                                               row["random_p95_all_layers"], bool(row["parent_holds"]),
+                                               efficiency, layers)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         for readout in readouts:
@@ -730,7 +734,7 @@ def _concept_fidelity(cfg: TransferConfig, models: ModelCache, out: Path | None,
             steering = SteeringFidelity(parent=str(parent.cfg.model_name), child=str(child.cfg.model_name),
                                         results=doses, where={}, transfer={}, settings={"operator": {"name": "add"}})
             steering.write(folder, "steering-" + "-".join(d.concept for d in doses))
-        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+        saved.write_text(json.dumps({name: f.to_dict() for name, f in summary.items()}, indent=1))
     return {name: summary[name] for name in cfg.fidelity}
 
 

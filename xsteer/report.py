@@ -37,14 +37,14 @@ def findings(result: TransferResult) -> list[str]:
     transferred vector against the baseline at λ* and by ITS, and its place among the random
     directions and beside the child's own vector."""
     stats, lines = result.statistics, []
-    for name, f in result.diagnostics.get("fidelity", {}).items():
+    for name, f in result.fidelity.items():
         line = (f"- **{name}** carried {result.config['parent']} → {result.config['child']}: readout over all child "
-                f"layers {f['transferred']:.2f} (child's own vector {f['child_own']:.2f}, random 95th percentile "
-                f"{f['random_p95']:.2f})")
-        if f.get("efficiency") is not None:
-            e = f["efficiency"]
-            line += (f"; steering efficiency {e['value']:.2f} [{e['low']:.2f}, {e['high']:.2f}] of the child's own "
-                     f"vector at equal fluency cost (layers {f['layers']})")
+                f"layers {f.transferred:.2f} (child's own vector {f.child_own:.2f}, random 95th percentile "
+                f"{f.random_p95:.2f})")
+        if f.efficiency is not None:
+            e = f.efficiency
+            line += (f"; steering efficiency {e.value:.2f} [{e.low:.2f}, {e.high:.2f}] of the child's own "
+                     f"vector at equal fluency cost (layers {f.layers[0]}–{f.layers[-1]})")
         lines.append(line + ".")
     base = stats.baseline["test"]
     for what, label in (("lambda_star", "at λ*"), ("its", "by the ITS vote")):

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from xsteer.figures import accuracy_vs_lambda
-from xsteer.stats import RunStatistics, run_statistics
+from xsteer.stats import Estimate, RunStatistics, run_statistics
 
-__all__ = ["ConditionResult", "TransferResult"]
+__all__ = ["ConceptArrival", "ConditionResult", "TransferResult"]
 
 #: Names of earlier versions, read back as today's (docs/glossary.md).
 _OLD_NAMES = {"transfer": "transferred", "steered": "transferred"}
@@ -42,6 +42,34 @@ class ConditionResult:
         return self.correct["test"][self.lambda_star]
 
 
+@dataclass(frozen=True)
+class ConceptArrival:
+    """Did a concept arrive in the child (``xsteer run --fidelity``)? Readout AUROC averaged over all
+    child layers — transferred, the child's own vector, the random 95th percentile — whether the
+    parent holds the concept, and, for a concept with a judge, the steering efficiency (transferred
+    ÷ child-own shift at equal fluency cost) at the child ``layers`` it was steered on."""
+
+    transferred: float
+    child_own: float
+    random_p95: float
+    parent_holds: bool
+    efficiency: Estimate | None = None
+    layers: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable fields."""
+        return {**asdict(self), "layers": list(self.layers)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConceptArrival:
+        eff, layers = data.get("efficiency"), data.get("layers") or ()
+        if isinstance(layers, str):  # earlier versions wrote the band as "25–29"
+            first, last = (int(x) for x in layers.split("–"))
+            layers = range(first, last + 1)
+        return cls(data["transferred"], data["child_own"], data["random_p95"], bool(data["parent_holds"]),
+                   Estimate(**eff) if eff else None, tuple(int(l) for l in layers))
+
+
 @dataclass
 class TransferResult:
     """Everything a report needs: configuration, baseline, conditions, their statistics (computed
@@ -53,6 +81,7 @@ class TransferResult:
     conditions: dict[str, ConditionResult]
     statistics: RunStatistics | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)  # layer map, R², cosines, norms
+    fidelity: dict[str, ConceptArrival] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.statistics is None and self.baseline.get("test"):
@@ -121,6 +150,7 @@ class TransferResult:
             cond["correct"] = {s: {repr(float(l)): c for l, c in by.items()} for s, by in cond["correct"].items()}
             cond["relative_size"] = {str(k): v for k, v in cond["relative_size"].items()}
         data["statistics"] = None if self.statistics is None else self.statistics.to_dict()
+        data["fidelity"] = {name: f.to_dict() for name, f in self.fidelity.items()}
         return data
 
     @classmethod
@@ -142,7 +172,10 @@ class TransferResult:
             conditions=conditions,
             # statistics saved by earlier versions are computed afresh
             statistics=RunStatistics.from_dict(saved) if saved and "by_lambda" in saved and not old else None,
-            diagnostics=data.get("diagnostics", {}),
+            diagnostics={k: v for k, v in data.get("diagnostics", {}).items() if k != "fidelity"},
+            # earlier versions kept the concepts' arrival among the diagnostics
+            fidelity={name: ConceptArrival.from_dict(f)
+                      for name, f in (data.get("fidelity") or data.get("diagnostics", {}).get("fidelity") or {}).items()},
         )
 
     def save(self, path: str | Path) -> Path:
