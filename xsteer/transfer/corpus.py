@@ -180,16 +180,6 @@ def _pair_marker_words(concept) -> set[str]:
     return pos ^ neg
 
 
-def _vader_words() -> set[str]:
-    """Every word the sentiment judge (VADER) gives a valence."""
-    return SentimentJudge().valenced_words()
-
-
-def _non_english(texts: Sequence[str]) -> np.ndarray:
-    """True where the language judge finds the text more French than English."""
-    return LanguageJudge().score(texts) > 0.5
-
-
 def concept_markers(concept) -> tuple[set[str], set[str], bool]:
     """(topic labels, marker words, drop non-English text) that define a concept's topic:
 
@@ -204,7 +194,7 @@ def concept_markers(concept) -> tuple[set[str], set[str], bool]:
     if name in TOPICS:
         return {name}, set(topic_lexicon(name)), False
     if name == "sentiment":
-        return set(), _vader_words(), False
+        return set(), SentimentJudge().valenced_words(), False
     if name == "language":
         return set(), set(), True
     return set(), _pair_marker_words(concept), False
@@ -224,5 +214,5 @@ def hold_out(corpus: AnchorCorpus, concept) -> AnchorCorpus:
                      for t, topic in zip(corpus.texts, corpus.topics)], dtype=bool)
     if english_only and keep.any():
         idx = np.flatnonzero(keep)
-        keep[idx[_non_english([corpus.texts[i] for i in idx])]] = False
+        keep[idx[LanguageJudge().score([corpus.texts[i] for i in idx]) > 0.5]] = False  # more French than English
     return corpus.subset(keep)
